@@ -1,0 +1,136 @@
+"""The registry auth flow as an httpx.Auth generator (the shape of httpx's DigestAuth).
+
+Send; on 401 read the challenge; Basic -> credentials; Bearer -> the token endpoint
+(docker distribution docs/spec/auth/token.md: GET with Basic, or the OAuth2 POST with a
+refresh/identity token), cache the token per scope set, retry once. Later requests with the
+same scopes carry the cached token up front, so a streamed body never meets a 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable
+
+import httpx
+
+from ..errors import AuthError, RegistryError, TransportError
+from .challenge import Challenge, parse_challenges
+from .credentials import Credential
+
+__all__ = ["SCOPES", "RegistryAuth", "scopes_for"]
+
+SCOPES = "importcore.scopes"  # request.extensions key: the scopes this request needs
+_MAX_TOKEN_BODY = 256 * 1024
+
+
+def scopes_for(repository: str, *actions: str) -> str:
+    return f"repository:{repository}:{','.join(actions)}"
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class RegistryAuth(httpx.Auth):
+    """Auth for one registry; shared by all threads of an import (token cache behind a lock)."""
+
+    def __init__(self, registry: str, credential: Credential | None, *, http: httpx.Client,
+                 plain_http: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
+        self._plain_http = plain_http  # an operator-listed http registry may have an http realm
+        self.credential = credential
+        self._http = http
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._basic = False
+        self._bearer: Challenge | None = None
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self.token_requests = 0  # how many times the token endpoint was asked (tests, bench)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        scopes = tuple(sorted(set(request.extensions.get(SCOPES, ()))))
+        sent = self._apply(request, scopes)
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenges = parse_challenges(response.headers.get("www-authenticate"))
+        if not self._learn(challenges, scopes, stale=sent):
+            return
+        if self._apply(request, scopes) is None:
+            return
+        yield request
+
+    def _apply(self, request: httpx.Request, scopes: tuple[str, ...]) -> str | None:
+        header = None
+        if self._bearer is not None:
+            cached = self._tokens.get(scopes)
+            if cached and cached[1] > self._clock():
+                header = f"Bearer {cached[0]}"
+        elif self._basic and self.credential and self.credential.username:
+            header = _basic(self.credential.username, self.credential.password or "")
+        if header:
+            request.headers["Authorization"] = header
+        return header
+
+    def _learn(self, challenges: list[Challenge], scopes: tuple[str, ...], *, stale: str | None) -> bool:
+        by_scheme = {c.scheme: c for c in challenges}
+        if "bearer" in by_scheme and by_scheme["bearer"].realm:
+            self._bearer = by_scheme["bearer"]
+            with self._lock:
+                cached = self._tokens.get(scopes)
+                if cached and f"Bearer {cached[0]}" != stale and cached[1] > self._clock():
+                    return True  # another thread fetched a fresh one meanwhile
+                self._tokens[scopes] = self._fetch_token(self._bearer, scopes)
+            return True
+        if "basic" in by_scheme and not self._basic and self.credential and self.credential.username:
+            self._basic = True
+            return True
+        return False
+
+    def _fetch_token(self, challenge: Challenge, scopes: Iterable[str]) -> tuple[str, float]:
+        realm = httpx.URL(challenge.realm or "")
+        if realm.scheme not in ("http", "https") or not realm.host:
+            raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
+        scopes = list(scopes) or [s for s in challenge.params.get("scope", "").split(" ") if s]
+        params = [("service", challenge.params["service"])] if "service" in challenge.params else []
+        params += [("scope", s) for s in scopes]
+        cred = self.credential
+        where = f"token service {realm.host} for {self.registry}"
+        self.token_requests += 1
+        try:
+            if cred and cred.registry_token:
+                return cred.registry_token, self._clock() + 3600
+            if cred and cred.identity_token:
+                # OAuth2 refresh-token grant, as docker does with an identitytoken
+                form = dict(params[:1]) | {"scope": " ".join(scopes), "grant_type": "refresh_token",
+                                           "refresh_token": cred.identity_token, "client_id": "registry-importer"}
+                response = self._http.post(realm, data=form)
+            else:
+                headers = {}
+                if cred and cred.username:
+                    if realm.scheme != "https" and not self._plain_http:
+                        raise AuthError(f"{where}: refusing to send credentials to a plain-http realm", status=401)
+                    headers["Authorization"] = _basic(cred.username, cred.password or "")
+                response = self._http.get(realm.copy_with(params=params), headers=headers)
+            body = response.read()[:_MAX_TOKEN_BODY]
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{where}: {exc.__class__.__name__}") from None
+        if response.status_code in (401, 403):
+            hint = "the username or password is wrong" if cred else "anonymous access is not allowed"
+            raise AuthError(f"{where} refused the credentials ({response.status_code}): {hint}",
+                            status=response.status_code, codes=("UNAUTHORIZED",))
+        if response.status_code != 200:
+            raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
+        try:
+            data = json.loads(body)
+            token = data.get("token") or data.get("access_token")
+            expires_in = float(data.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            raise AuthError(f"{where} answered with an unreadable token", status=200) from None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{where} answered without a token", status=200)
+        # Renew a little before the registry would start answering 401.
+        return token, self._clock() + expires_in - min(30.0, expires_in / 4)

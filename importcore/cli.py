@@ -1,0 +1,104 @@
+"""`python -m importcore import ...`: az acr import's flags over the copy engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from .auth import Credential
+from .copy import ImportResult
+from .errors import ImporterError, UsageError
+from .media import Platform
+from .progressbar import progress_reporter
+from .reference import Reference, parse_registry
+from .request import ImportRequest, resolve_targets
+from .settings import Settings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m importcore", description="Import container images and OCI "
+                                     "artifacts into a registry, like az acr import, without Docker.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="import an image or artifact into the target registry")
+    imp.add_argument("--source", required=True, help="[registry/]repository[:tag|@sha256:...]")
+    imp.add_argument("--name", "-n", help="target registry (login server or ACR name); "
+                     "default IMPORT_TARGET_REGISTRY")
+    imp.add_argument("--image", "-t", action="append", default=[], help="target repo[:tag] (repeatable)")
+    imp.add_argument("--repository", action="append", default=[], help="target repository, untagged (repeatable)")
+    imp.add_argument("--username", "-u", help="source registry user")
+    imp.add_argument("--password", "-p", help="source registry password; alone: an identity token")
+    imp.add_argument("--registry", "-r", help="source ACR resource ID")
+    imp.add_argument("--force", action="store_true", help="overwrite existing target tags (mode Force)")
+    imp.add_argument("--platform", help="os/arch[/variant]: import only that platform's manifest")
+    imp.add_argument("--copy-foreign-layers", action="store_true",
+                     help="also copy non-distributable (foreign) layers")
+    imp.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    serve = sub.add_parser("serve", help="run function_app.py's functions locally against Azurite")
+    serve.add_argument("--port", type=int, default=7071)
+    return parser
+
+
+def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
+    target_registry = args.name or settings.target_registry
+    if not target_registry:
+        raise UsageError("no target registry: pass --name or set IMPORT_TARGET_REGISTRY")
+    if args.registry:
+        raise UsageError("--registry (source by ACR resource ID) needs Azure Resource Manager, which this "
+                         "build does not reach; give the login server in --source instead")
+    if args.username and not args.password:
+        raise UsageError("--username needs --password")
+    source = Reference.parse(args.source)
+    credential = Credential(args.username, args.password) if args.password else None
+    return ImportRequest(
+        source=source,
+        targets=resolve_targets(source, args.image, args.repository),
+        target_registry=parse_registry(target_registry),
+        force=args.force,
+        platform=Platform.parse(args.platform) if args.platform else None,
+        credential=credential,
+        copy_foreign=args.copy_foreign_layers,
+    )
+
+
+def _text(result: ImportResult, request: ImportRequest) -> str:
+    where = ", ".join(result.tags) or ", ".join(f"{r}@{result.digest}" for r in result.repositories)
+    return (f"imported {request.source} -> {request.target_registry}: {where}\n"
+            f"digest {result.digest} ({result.media_type}), {result.manifests} manifest(s), blobs: "
+            f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
+            f"{result.bytes} bytes in {result.seconds:.2f}s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from . import devhost  # the local Functions host is a shell too; imported only when asked
+
+        devhost.serve(port=args.port)
+        return 0
+    from .runner import execute
+
+    try:
+        settings = Settings.from_env()
+        request = _request(args, settings)
+        with progress_reporter(enabled=args.output == "text" and sys.stderr.isatty()) as on_progress:
+            result = execute(request, settings, on_progress=on_progress)
+    except UsageError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except ImporterError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(result.to_dict()))
+    else:
+        print(_text(result, request))
+    return 0

@@ -1,0 +1,187 @@
+"""The copy engine: plan, check the targets, move blobs, push manifests bottom-up, then tag.
+
+Nothing is tagged unless everything under it is present in the target: blobs first, child
+manifests by digest, the top manifest, and only then the tags.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import httpx
+
+from .blobcopy import BlobOutcome, copy_blob
+from .errors import ConflictError
+from .media import Platform
+from .plan import Limits, Plan, plan_import
+from .reference import Reference, TargetSpec
+from .registry import RegistryClient
+
+__all__ = ["CopyOptions", "ImportResult", "Progress", "run_import"]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyOptions:
+    force: bool = False
+    platform: Platform | None = None
+    copy_foreign: bool = False
+    limits: Limits = Limits()
+    concurrency: int = 4
+
+
+@dataclass
+class Progress:
+    """Live counters; `on_progress` gets this object (throttle on the receiving side)."""
+
+    phase: str = "resolving"
+    blobs_total: int = 0
+    blobs_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+
+    def to_dict(self) -> dict:
+        return {"phase": self.phase, "blobsTotal": self.blobs_total, "blobsDone": self.blobs_done,
+                "bytesTotal": self.bytes_total, "bytesDone": self.bytes_done}
+
+
+@dataclass
+class ImportResult:
+    digest: str = ""
+    media_type: str = ""
+    tags: list[str] = field(default_factory=list)
+    repositories: list[str] = field(default_factory=list)
+    manifests: int = 0
+    copied: int = 0
+    skipped: int = 0
+    mounted: int = 0
+    bytes: int = 0
+    foreign_skipped: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"digest": self.digest, "mediaType": self.media_type, "tags": self.tags,
+                "repositories": self.repositories, "manifests": self.manifests,
+                "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
+                "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
+                "seconds": round(self.seconds, 3)}
+
+
+SessionHook = Callable[[str, "httpx.URL | None"], None]
+
+
+def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],
+               options: CopyOptions, on_progress: Callable[[Progress], None] = lambda p: None,
+               on_session: SessionHook = lambda repo, loc: None) -> ImportResult:
+    """Import `ref` from `source` into `targets` of `target`; raises an ImporterError on failure."""
+    started = time.monotonic()
+    progress = Progress()
+    on_progress(progress)
+    result = ImportResult(repositories=sorted({t.repository for t in targets}))
+    # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
+    if options.platform is None:
+        resolved = source.manifest_head(ref.repository, ref.ref)
+        if resolved is not None and _all_present(target, targets, resolved[0]):
+            result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
+            result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
+            result.seconds = time.monotonic() - started
+            progress.phase = "done"
+            on_progress(progress)
+            return result
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="blob") as pool:
+        plan = plan_import(source, ref, platform=options.platform, limits=options.limits,
+                           copy_foreign=options.copy_foreign, pool=pool)
+        result.digest, result.media_type = plan.top.digest, plan.top.media_type
+        result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
+        if not options.force:
+            _check_no_conflict(target, targets, plan.top.digest)
+        progress.phase = "copying"
+        progress.blobs_total = len(plan.blobs) * len(result.repositories)
+        progress.bytes_total = plan.total_bytes * len(result.repositories)
+        on_progress(progress)
+        first_repo: str | None = None
+        for repo in result.repositories:
+            if target.manifest_head(repo, plan.top.digest, push=True) is None:
+                mount_from = first_repo or (ref.repository if source.registry == target.registry else None)
+                _copy_blobs(plan, repo, mount_from, source=source, target=target, pool=pool, result=result,
+                            progress=progress, on_progress=on_progress, on_session=on_session)
+                *children, top = plan.manifests
+                for manifest in children:
+                    target.manifest_put(repo, manifest.digest, manifest)
+                if not any(t.tag for t in targets if t.repository == repo):
+                    target.manifest_put(repo, top.digest, top)  # untagged: by digest only
+            else:
+                result.skipped += len(plan.blobs)
+            first_repo = first_repo or repo
+        progress.phase = "tagging"
+        on_progress(progress)
+        for spec in targets:
+            if spec.tag:
+                target.manifest_put(spec.repository, spec.tag, plan.top)
+                result.tags.append(f"{spec.repository}:{spec.tag}")
+    progress.phase = "done"
+    on_progress(progress)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str) -> bool:
+    for spec in targets:
+        found = target.manifest_head(spec.repository, spec.tag or digest, push=True)
+        if found is None or found[0] != digest:
+            return False
+    return True
+
+
+def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest: str) -> None:
+    """NoForce: fail before copying anything if a target tag already points elsewhere."""
+    for spec in targets:
+        if not spec.tag:
+            continue
+        found = target.manifest_head(spec.repository, spec.tag, push=True)
+        if found is not None and found[0] != digest:
+            raise ConflictError(
+                f"target tag {target.registry}/{spec.repository}:{spec.tag} already exists with digest {found[0]} "
+                f"(importing {digest}); use --force (mode Force) to overwrite it", target=str(spec))
+
+
+def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: RegistryClient, target: RegistryClient,
+                pool: ThreadPoolExecutor, result: ImportResult, progress: Progress,
+                on_progress: Callable[[Progress], None], on_session: SessionHook) -> None:
+    lock = threading.Lock()
+
+    def on_bytes(n: int) -> None:
+        with lock:
+            progress.bytes_done += n
+        on_progress(progress)
+
+    def one(blob_digest: str) -> None:
+        blob = plan.blobs[blob_digest]
+        outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
+                            target_repo=repo, mount_from=mount_from, on_bytes=on_bytes, on_session=on_session)
+        with lock:
+            progress.blobs_done += 1
+            if outcome is BlobOutcome.COPIED:
+                result.copied += 1
+                result.bytes += blob.size
+            else:
+                if outcome is BlobOutcome.MOUNTED:
+                    result.mounted += 1
+                else:
+                    result.skipped += 1
+                progress.bytes_done += blob.size
+        on_progress(progress)
+
+    # Largest first: the long transfers start early and the small ones fill the gaps.
+    order = sorted(plan.blobs, key=lambda d: -plan.blobs[d].size)
+    futures = [pool.submit(one, digest) for digest in order]
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for future in pending:
+        future.cancel()
+    wait(pending)
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]

@@ -1,0 +1,84 @@
+"""Plan an import: resolve the source and walk its manifest tree (index -> manifests -> blobs)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import LimitExceeded, ManifestError, NotFoundError
+from .media import Descriptor, Manifest, Platform
+from .reference import Reference
+from .registry import RegistryClient
+
+__all__ = ["Limits", "Plan", "plan_import"]
+
+MAX_INDEX_DEPTH = 4  # indexes of indexes exist (attestations, nested platforms); deeper is hostile
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_manifests: int = 50
+    max_layer_bytes: int | None = None  # set when the source is a public registry
+    max_layer_setting: str = "IMPORT_MAX_LAYER_BYTES_PUBLIC"
+
+
+@dataclass
+class Plan:
+    source: Reference
+    top: Manifest
+    manifests: list[Manifest] = field(default_factory=list)  # children before parents; top last
+    blobs: dict[str, Descriptor] = field(default_factory=dict)  # unique by digest, in first-seen order
+    foreign: dict[str, Descriptor] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(d.size for d in self.blobs.values())
+
+
+def plan_import(source: RegistryClient, ref: Reference, *, platform: Platform | None, limits: Limits,
+                copy_foreign: bool = False, pool: ThreadPoolExecutor | None = None) -> Plan:
+    """Fetch every manifest under `ref` (by digest, verified) and list the blobs to move."""
+    top = source.manifest_get(ref.repository, ref.ref)
+    if ref.digest is None:
+        ref = Reference(ref.registry, ref.repository, ref.tag, top.digest)
+    if platform is not None and top.is_index:
+        chosen = [d for d in top.children if platform.matches(d.platform)]
+        if not chosen:
+            offered = ", ".join(sorted({str(d.platform) for d in top.children if d.platform})) or "none"
+            raise NotFoundError(f"{ref}: no manifest for platform {platform} (the index offers: {offered})",
+                                status=404, codes=("MANIFEST_UNKNOWN",), target="platform")
+        top = source.manifest_get(ref.repository, chosen[0].digest)
+    plan = Plan(ref, top)
+    _walk(source, ref, top, plan, limits, copy_foreign, depth=0, pool=pool)
+    return plan
+
+
+def _walk(source: RegistryClient, ref: Reference, manifest: Manifest, plan: Plan, limits: Limits,
+          copy_foreign: bool, *, depth: int, pool: ThreadPoolExecutor | None) -> None:
+    if len(plan.manifests) + 1 > limits.max_manifests:
+        raise LimitExceeded(f"{ref} has more than {limits.max_manifests} manifests (limit IMPORT_MAX_MANIFESTS="
+                            f"{limits.max_manifests})", target="IMPORT_MAX_MANIFESTS")
+    if manifest.is_index:
+        if depth >= MAX_INDEX_DEPTH:
+            raise ManifestError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
+        wanted = list(dict.fromkeys(d.digest for d in manifest.children))
+        if len(plan.manifests) + len(wanted) + 1 > limits.max_manifests:
+            raise LimitExceeded(f"{ref} has more than {limits.max_manifests} manifests (limit "
+                                f"IMPORT_MAX_MANIFESTS={limits.max_manifests})", target="IMPORT_MAX_MANIFESTS")
+        fetch = lambda digest: source.manifest_get(ref.repository, digest)  # noqa: E731
+        children = list(pool.map(fetch, wanted)) if pool else [fetch(d) for d in wanted]
+        for child in children:
+            if any(m.digest == child.digest for m in plan.manifests):
+                continue
+            _walk(source, ref, child, plan, limits, copy_foreign, depth=depth + 1, pool=pool)
+    else:
+        for blob in manifest.blobs:
+            if blob.foreign and not copy_foreign:
+                plan.foreign.setdefault(blob.digest, blob)
+                continue
+            if limits.max_layer_bytes is not None and blob.size > limits.max_layer_bytes:
+                raise LimitExceeded(
+                    f"{ref}: blob {blob.digest} is {blob.size} bytes, over the limit for public registries "
+                    f"({limits.max_layer_setting}={limits.max_layer_bytes})", target=limits.max_layer_setting)
+            plan.blobs.setdefault(blob.digest, blob)
+    plan.manifests.append(manifest)

@@ -1,0 +1,337 @@
+"""A client for one registry's OCI distribution API (distribution-spec v1.1 "spec.md").
+
+Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get,
+upload_start/upload_put/upload_cancel, manifest_head/get/put. Errors are classified once,
+here, into errors.py's tree; requests without a streamed body are retried by retry.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import httpx
+
+from .auth import Credential, RegistryAuth, scopes_for
+from .auth.flow import SCOPES
+from .errors import (AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError,
+                     RegistryError, TransportError)
+from .hostpolicy import HostPolicy
+from .media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from .reference import DOCKER_HUB, DOCKER_HUB_API
+from .retry import attempts, parse_retry_after
+
+__all__ = ["RegistryClient", "redact_url"]
+
+T = TypeVar("T")
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_REDIRECTS = 5
+_SECRET_PARAMS = ("_state", "sig", "signature", "token", "access_token", "x-amz-signature", "x-amz-credential",
+                  "x-amz-security-token", "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv")
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """A URL safe for logs and errors: no userinfo, no query (signatures, upload state)."""
+    url = httpx.URL(str(url))
+    return str(url.copy_with(userinfo=b"", query=None, fragment=None)) + ("?…" if url.query else "")
+
+
+def _short(digest: str) -> str:
+    return digest[:19]
+
+
+class RegistryClient:
+    """One registry, one credential, shared by the threads of an import."""
+
+    def __init__(self, registry: str, *, http: httpx.Client, policy: HostPolicy,
+                 credential: Credential | None = None) -> None:
+        self.registry = registry
+        api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        scheme = policy.scheme(registry)
+        self.base = httpx.URL(f"{scheme}://{api_host}")
+        self._http = http
+        self.auth = RegistryAuth(registry, credential, http=http, plain_http=scheme == "http")
+        self.requests = 0  # requests sent, for the bench and the no-op re-import check
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _url(self, repository: str, kind: str, ref: str = "") -> httpx.URL:
+        return self.base.join(f"/v2/{repository}/{kind}/{ref}")
+
+    def _same_origin(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (self.base.scheme, self.base.host, self.base.port)
+
+    def _send(self, method: str, url: httpx.URL, *, scopes: Iterable[str], what: str,
+              headers: dict | None = None, content: object = None, stream: bool = False) -> httpx.Response:
+        """One request, following redirects ourselves (credentials only to our own origin)."""
+        for _hop in range(_MAX_REDIRECTS + 1):
+            request = self._http.build_request(method, url, headers=headers, content=content,
+                                               extensions={SCOPES: tuple(scopes)})
+            auth = self.auth if self._same_origin(url) else None
+            self.requests += 1
+            try:
+                response = self._http.send(request, auth=auth, stream=True)
+            except ImporterError:
+                raise
+            except httpx.StreamConsumed:
+                raise TransportError(f"{what}: the registry asked to re-authenticate mid-upload") from None
+            except httpx.TimeoutException:
+                raise TransportError(f"{what}: timed out talking to {url.host}") from None
+            except httpx.HTTPError as exc:
+                raise TransportError(f"{what}: connection to {url.host} failed ({exc.__class__.__name__})") from None
+            if response.status_code in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
+                location = response.headers.get("location")
+                response.close()
+                if not location:
+                    raise RegistryError(f"{what}: redirect without a Location", status=response.status_code)
+                target = url.join(location)
+                if url.scheme == "https" and target.scheme != "https":
+                    raise HostNotAllowed(f"{what}: refusing a redirect from https to {target.scheme}")
+                if target.scheme not in ("http", "https"):
+                    raise HostNotAllowed(f"{what}: refusing a redirect to a {target.scheme} URL")
+                url = target
+                continue
+            if not stream:
+                try:
+                    response.read()
+                except httpx.HTTPError as exc:
+                    raise TransportError(f"{what}: reading the response failed ({exc.__class__.__name__})") from None
+            return response
+        raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects", status=310)
+
+    def _error(self, response: httpx.Response, what: str) -> RegistryError:
+        """Classify an error response once: status, OCI error codes, Retry-After, rate limits."""
+        body = _body_prefix(response, _MAX_ERROR_BODY)
+        codes: tuple[str, ...] = ()
+        detail = ""
+        try:
+            errors = json.loads(body).get("errors") or []
+            codes = tuple(str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code"))
+            messages = [str(e.get("message"))[:200] for e in errors if isinstance(e, dict) and e.get("message")]
+            detail = "; ".join(messages[:3])
+        except (ValueError, AttributeError):
+            pass
+        status = response.status_code
+        rate = None
+        if response.headers.get("ratelimit-remaining"):
+            rate = (f"{response.headers.get('ratelimit-remaining')} of "
+                    f"{response.headers.get('ratelimit-limit', '?')} remaining")
+        parts = [f"{what}: {self.registry} answered {status}"]
+        if codes:
+            parts.append(" ".join(codes))
+        if detail:
+            parts.append(f"({detail})")
+        if rate:
+            parts.append(f"[rate limit: {rate}]")
+        message = " ".join(parts)
+        kwargs = dict(status=status, codes=codes, retry_after=parse_retry_after(response.headers.get("retry-after")),
+                      rate_limit=rate)
+        if status in (401, 403) or "DENIED" in codes or "UNAUTHORIZED" in codes:
+            if status == 401 and self.auth.credential is None:
+                message += " — credentials are required (--username/--password or REGISTRY_AUTH_FILE)"
+            return AuthError(message, **kwargs)
+        if status == 404:
+            return NotFoundError(message, **kwargs)
+        return RegistryError(message, **kwargs)
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        for attempt in attempts():
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable")
+
+    # -- manifests -------------------------------------------------------------------------
+
+    def manifest_head(self, repository: str, ref: str, *, push: bool = False) -> tuple[str, str, int] | None:
+        """(digest, mediaType, size) of a manifest, or None when absent. HEAD spends no Hub pull quota."""
+        what = f"manifest {repository}:{ref}" if ":" not in ref else f"manifest {repository}@{_short(ref)}"
+        scopes = [scopes_for(repository, "pull", "push") if push else scopes_for(repository, "pull")]
+
+        def once() -> tuple[str, str, int] | None:
+            r = self._send("HEAD", self._url(repository, "manifests", ref), scopes=scopes, what=what,
+                           headers={"Accept": ACCEPT})
+            if r.status_code == 404:
+                return None
+            if r.status_code != 200:
+                raise self._error(r, what)
+            digest = r.headers.get("docker-content-digest")
+            if not digest:
+                return self._digest_by_get(repository, ref, scopes, what)
+            return digest, r.headers.get("content-type", ""), int(r.headers.get("content-length") or 0)
+
+        return self._retry(once)
+
+    def _digest_by_get(self, repository: str, ref: str, scopes: list[str], what: str) -> tuple[str, str, int] | None:
+        try:
+            m = self.manifest_get(repository, ref, scopes=scopes)
+        except NotFoundError:
+            return None
+        return m.digest, m.media_type, len(m.raw)
+
+    def manifest_get(self, repository: str, ref: str, *, scopes: list[str] | None = None) -> Manifest:
+        """Fetch, cap at 4 MiB, verify the digest when asked by digest, parse."""
+        what = f"manifest {self.registry}/{repository}" + (f"@{ref}" if ":" in ref else f":{ref}")
+        scopes = scopes or [scopes_for(repository, "pull")]
+
+        def once() -> Manifest:
+            r = self._send("GET", self._url(repository, "manifests", ref), scopes=scopes, what=what,
+                           headers={"Accept": ACCEPT}, stream=True)
+            try:
+                if r.status_code != 200:
+                    raise self._error(r, what)
+                raw = _read_capped(r, MAX_MANIFEST_BYTES, what)
+            finally:
+                r.close()
+            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            if ":" in ref:
+                algo = ref.split(":")[0]
+                actual = f"{algo}:" + hashlib.new(algo, raw).hexdigest()
+                if actual != ref:
+                    raise IntegrityError(f"{what}: content digest is {actual}, not the digest asked for",
+                                         target=ref)
+                digest = ref
+            return parse_manifest(raw, r.headers.get("content-type"), digest, where=what)
+
+        return self._retry(once)
+
+    def manifest_put(self, repository: str, ref: str, manifest: Manifest) -> None:
+        """PUT the exact bytes; the registry must agree on the digest."""
+        what = f"push of manifest {_short(manifest.digest)} to {self.registry}/{repository}" + (
+            "" if ":" in ref else f":{ref}")
+        scopes = [scopes_for(repository, "pull", "push")]
+
+        def once() -> None:
+            r = self._send("PUT", self._url(repository, "manifests", ref), scopes=scopes, what=what,
+                           headers={"Content-Type": manifest.media_type}, content=manifest.raw)
+            if r.status_code not in (200, 201, 202):
+                raise self._error(r, what)
+            echoed = r.headers.get("docker-content-digest")
+            if echoed and echoed != manifest.digest:
+                raise IntegrityError(f"{what}: the registry stored it as {echoed}", target=manifest.digest)
+
+        self._retry(once)
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def blob_head(self, repository: str, digest: str, *, push: bool = False) -> int | None:
+        what = f"blob {_short(digest)} in {self.registry}/{repository}"
+        scopes = [scopes_for(repository, "pull", "push") if push else scopes_for(repository, "pull")]
+
+        def once() -> int | None:
+            r = self._send("HEAD", self._url(repository, "blobs", digest), scopes=scopes, what=what)
+            if r.status_code == 404:
+                return None
+            if r.status_code != 200:
+                raise self._error(r, what)
+            return int(r.headers.get("content-length") or -1)
+
+        return self._retry(once)
+
+    @contextmanager
+    def blob_get(self, repository: str, digest: str, *, offset: int = 0) -> Iterator[httpx.Response]:
+        """A streamed GET (following the registry's redirect to its storage without credentials)."""
+        what = f"download of blob {digest} from {self.registry}/{repository}"
+        headers = {"Range": f"bytes={offset}-"} if offset else None
+        r = self._send("GET", self._url(repository, "blobs", digest), scopes=[scopes_for(repository, "pull")],
+                       what=what, headers=headers, stream=True)
+        try:
+            if r.status_code not in (200, 206):
+                raise self._error(r, what)
+            yield r
+        finally:
+            r.close()
+
+    def blob_mount(self, repository: str, digest: str, from_repository: str) -> httpx.URL | None:
+        """Cross-repository mount: None when mounted (201), else the upload Location it opened (202)."""
+        what = f"mount of blob {_short(digest)} from {from_repository} into {self.registry}/{repository}"
+        scopes = [scopes_for(repository, "pull", "push"), scopes_for(from_repository, "pull")]
+        url = self._url(repository, "blobs", "uploads/").copy_merge_params({"mount": digest, "from": from_repository})
+
+        def once() -> httpx.URL | None:
+            r = self._send("POST", url, scopes=scopes, what=what, headers={"Content-Length": "0"})
+            if r.status_code == 201:
+                return None
+            if r.status_code == 202:
+                return self._location(r, what)
+            raise self._error(r, what)
+
+        return self._retry(once)
+
+    def upload_start(self, repository: str) -> httpx.URL:
+        what = f"upload start in {self.registry}/{repository}"
+
+        def once() -> httpx.URL:
+            r = self._send("POST", self._url(repository, "blobs", "uploads/"),
+                           scopes=[scopes_for(repository, "pull", "push")], what=what,
+                           headers={"Content-Length": "0"})
+            if r.status_code != 202:
+                raise self._error(r, what)
+            return self._location(r, what)
+
+        return self._retry(once)
+
+    def _location(self, r: httpx.Response, what: str) -> httpx.URL:
+        location = r.headers.get("location")
+        if not location:
+            raise RegistryError(f"{what}: the registry gave no upload Location", status=r.status_code)
+        # Relative Locations are resolved against the request, and their query (_state) kept verbatim.
+        return r.request.url.join(location)
+
+    def upload_put(self, location: httpx.URL, repository: str, digest: str, body: Iterable[bytes],
+                   size: int) -> None:
+        """Monolithic upload: the whole blob in one streamed PUT with Content-Length (not retried here)."""
+        what = f"upload of blob {digest} to {self.registry}/{repository}"
+        sep = "&" if location.query else "?"
+        url = httpx.URL(str(location) + f"{sep}digest={digest.replace(':', '%3A')}")
+        r = self._send("PUT", url, scopes=[scopes_for(repository, "pull", "push")], what=what,
+                       headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                       content=body)
+        if r.status_code not in (201, 204):
+            raise self._error(r, what)
+
+    def upload_cancel(self, location: httpx.URL, repository: str) -> None:
+        """DELETE an upload session; 204 and 404 both mean it is gone. Best effort."""
+        try:
+            r = self._send("DELETE", location, scopes=[scopes_for(repository, "pull", "push")],
+                           what=f"cancel of upload {redact_url(location)}")
+            r.close()
+        except ImporterError:
+            pass
+
+
+def _body_prefix(response: httpx.Response, cap: int) -> bytes:
+    """At most `cap` bytes of an error body, whether or not it was read already."""
+    try:
+        return response.content[:cap]
+    except httpx.ResponseNotRead:
+        pass
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_raw():
+            chunks.append(chunk)
+            total += len(chunk)
+            if total >= cap:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
+    return b"".join(chunks)[:cap]
+
+
+def _read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
+    """Read a body but never past `cap` bytes (a hostile server cannot make us buffer more)."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise LimitExceeded(f"{what}: {declared} bytes, over the {cap}-byte limit")
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_raw():
+            total += len(chunk)
+            if total > cap:
+                raise LimitExceeded(f"{what}: larger than the {cap}-byte limit")
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise TransportError(f"{what}: reading failed ({exc.__class__.__name__})") from None
+    return b"".join(chunks)

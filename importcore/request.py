@@ -1,0 +1,44 @@
+"""An import request as a value: what to copy, where to, how. Built by the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .auth import Credential
+from .errors import UsageError
+from .media import Platform
+from .reference import Reference, TargetSpec, parse_target
+
+__all__ = ["ImportRequest", "resolve_targets"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    source: Reference
+    targets: tuple[TargetSpec, ...]
+    target_registry: str
+    force: bool = False
+    platform: Platform | None = None
+    credential: Credential | None = None  # for the source registry
+    copy_foreign: bool = False
+
+
+def resolve_targets(source: Reference, images: list[str], repositories: list[str]) -> tuple[TargetSpec, ...]:
+    """az acr import's rule: --image repo[:tag] (tag defaults to the source's), --repository untagged,
+    neither -> the source repository and tag."""
+    default_tag = source.tag if source.tag else (None if source.digest else "latest")
+    targets: list[TargetSpec] = []
+    for i, text in enumerate(images):
+        spec = parse_target(text, default_tag=default_tag)
+        if spec.tag is None:
+            raise UsageError(f"target {text!r} needs a tag: the source is given by digest only",
+                             target=f"targetTags[{i}]")
+        targets.append(spec)
+    targets += [parse_target(text, default_tag=None, untagged=True) for text in repositories]
+    if not targets:
+        # the source repository path as it is (docker.io/library/x -> library/x)
+        if source.digest and not source.tag:
+            targets.append(TargetSpec(source.repository, None))  # by digest only: untagged
+        else:
+            targets.append(TargetSpec(source.repository, source.tag or "latest"))
+    return tuple(dict.fromkeys(targets))

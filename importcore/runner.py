@@ -1,0 +1,50 @@
+"""Run one ImportRequest with the settings: build the clients, the policy and the limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from .auth import load_credential
+from .copy import CopyOptions, ImportResult, Progress, SessionHook, run_import
+from .hostpolicy import HostPolicy
+from .plan import Limits
+from .registry import RegistryClient
+from .request import ImportRequest
+from .settings import Settings
+from .transport import make_http_client
+
+__all__ = ["execute", "policy_for"]
+
+
+def policy_for(settings: Settings, target_registry: str | None) -> HostPolicy:
+    trusted = (target_registry,) if target_registry else ()
+    return HostPolicy(plain_http=settings.plain_http_registries, allowed_private=settings.allowed_private_hosts,
+                      trusted=trusted)
+
+
+def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable[[Progress], None] = lambda p: None,
+            on_session: SessionHook = lambda repo, loc: None, http: httpx.Client | None = None) -> ImportResult:
+    """Copy request.source into request.target_registry; raises ImporterError on failure."""
+    policy = policy_for(settings, request.target_registry)
+    src_registry = request.source.registry
+    public = src_registry in settings.public_registries
+    limits = Limits(max_manifests=settings.max_manifests,
+                    max_layer_bytes=settings.max_layer_bytes_public if public else None)
+    options = CopyOptions(force=request.force, platform=request.platform, copy_foreign=request.copy_foreign,
+                          limits=limits, concurrency=settings.blob_concurrency)
+    own = http is None
+    http = http or make_http_client(policy, max_connections=4 * settings.blob_concurrency)
+    try:
+        if request.target_registry != src_registry:
+            policy.check(src_registry)  # fail fast with the policy's message, before any request
+        src_cred = request.credential or load_credential(settings.auth_file, src_registry)
+        tgt_cred = load_credential(settings.auth_file, request.target_registry)
+        source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred)
+        target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred)
+        return run_import(source=source, ref=request.source, target=target, targets=list(request.targets),
+                          options=options, on_progress=on_progress, on_session=on_session)
+    finally:
+        if own:
+            http.close()

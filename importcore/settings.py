@@ -1,0 +1,84 @@
+"""One frozen settings object, built once from the environment (app settings in Azure)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+__all__ = ["Settings"]
+
+GiB = 1024**3
+DEFAULT_PUBLIC_REGISTRIES = (
+    "docker.io", "mcr.microsoft.com", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws",
+    "nvcr.io", "registry.gitlab.com",
+)
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip().lower() for item in (value or "").replace(";", ",").split(",") if item.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"setting {name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise UsageError(f"setting {name}={value} must be at least {minimum}")
+    return value
+
+
+def _auth_file(env: Mapping[str, str]) -> Path:
+    # Same search order as podman/skopeo and the docker CLI.
+    if env.get("REGISTRY_AUTH_FILE"):
+        return Path(env["REGISTRY_AUTH_FILE"])
+    if env.get("DOCKER_CONFIG"):
+        return Path(env["DOCKER_CONFIG"]) / "config.json"
+    return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    storage_connection: str | None = None
+    target_registry: str | None = None
+    plain_http_registries: tuple[str, ...] = ()
+    allowed_private_hosts: tuple[str, ...] = ()
+    public_registries: tuple[str, ...] = DEFAULT_PUBLIC_REGISTRIES
+    auth_file: Path = Path("~/.docker/config.json")
+    max_manifests: int = 50
+    max_layer_bytes_public: int = 2 * GiB
+    blob_concurrency: int = 4
+    queue_name: str = "imports"
+    jobs_table: str = "importjobs"
+    credential_key: str | None = None
+    max_attempts: int = 5
+    lease_seconds: int = 600
+    job_ttl_days: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            storage_connection=env.get("AzureWebJobsStorage") or None,
+            target_registry=env.get("IMPORT_TARGET_REGISTRY") or None,
+            plain_http_registries=_list(env.get("IMPORT_PLAIN_HTTP_REGISTRIES")),
+            allowed_private_hosts=_list(env.get("IMPORT_ALLOWED_PRIVATE_HOSTS")),
+            public_registries=_list(env.get("IMPORT_PUBLIC_REGISTRIES")) or DEFAULT_PUBLIC_REGISTRIES,
+            auth_file=_auth_file(env),
+            max_manifests=_int(env, "IMPORT_MAX_MANIFESTS", 50),
+            max_layer_bytes_public=_int(env, "IMPORT_MAX_LAYER_BYTES_PUBLIC", 2 * GiB),
+            blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 4),
+            queue_name=env.get("IMPORT_QUEUE") or "imports",
+            jobs_table=env.get("IMPORT_JOBS_TABLE") or "importjobs",
+            credential_key=env.get("IMPORT_CREDENTIAL_KEY") or None,
+            max_attempts=_int(env, "IMPORT_MAX_ATTEMPTS", 5),
+            lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
+            job_ttl_days=_int(env, "IMPORT_JOB_TTL_DAYS", 7),
+        )
