@@ -13,7 +13,7 @@ from enum import Enum
 
 import httpx
 
-from .errors import ImporterError, IntegrityError, TransportError
+from .errors import AuthError, ImporterError, IntegrityError, TransportError
 from .media import Descriptor
 from .registry import RegistryClient
 from .retry import attempts
@@ -39,9 +39,14 @@ def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, tar
         with attempt:
             location = None
             if mount_from is not None:
-                location = target.blob_mount(target_repo, blob.digest, mount_from)
-                if location is None:
-                    return BlobOutcome.MOUNTED
+                try:
+                    location = target.blob_mount(target_repo, blob.digest, mount_from)
+                except AuthError:
+                    # No pull on mount_from (a token scoped to the target repository): upload instead.
+                    location = None
+                else:
+                    if location is None:
+                        return BlobOutcome.MOUNTED
             location = location or target.upload_start(target_repo)
             on_session(target_repo, location)
             try:

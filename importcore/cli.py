@@ -73,6 +73,16 @@ def _text(result: ImportResult, request: ImportRequest) -> str:
             f"{result.bytes} bytes in {result.seconds:.2f}s")
 
 
+# DESIGN.md's --output json contract, exactly: scripts parse these keys. ImportResult.to_dict()
+# carries more (repositories, timings) for the job record; the CLI prints only the contract.
+_JSON_KEYS = ("digest", "mediaType", "tags", "manifests", "blobs", "bytes")
+
+
+def _json(result: ImportResult) -> str:
+    data = result.to_dict()
+    return json.dumps({key: data[key] for key in _JSON_KEYS})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -98,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 1
     if args.output == "json":
-        print(json.dumps(result.to_dict()))
+        print(_json(result))
     else:
         print(_text(result, request))
     return 0

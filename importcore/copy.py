@@ -105,7 +105,11 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
         first_repo: str | None = None
         for repo in result.repositories:
             if target.manifest_head(repo, plan.top.digest, push=True) is None:
-                mount_from = first_repo or (ref.repository if source.registry == target.registry else None)
+                # Same registry: mount from the source. Otherwise the target may still hold the blobs
+                # under the source's path from an earlier default-target import; a mount from a
+                # repository without the blob just opens the upload (distribution-spec "Mounting a
+                # blob from another repository": 202), so the guess costs no extra request.
+                mount_from = first_repo or (ref.repository if ref.repository != repo else None)
                 _copy_blobs(plan, repo, mount_from, source=source, target=target, pool=pool, result=result,
                             progress=progress, on_progress=on_progress, on_session=on_session)
                 *children, top = plan.manifests

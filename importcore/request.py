@@ -30,7 +30,9 @@ def resolve_targets(source: Reference, images: list[str], repositories: list[str
     targets: list[TargetSpec] = []
     for i, text in enumerate(images):
         spec = parse_target(text, default_tag=default_tag)
-        if spec.tag is None:
+        # parse_target falls back to "latest"; a digest-only source has no tag to inherit, and
+        # inventing "latest" would silently move that tag, so the target must name one.
+        if default_tag is None and ":" not in text.rpartition("/")[2]:
             raise UsageError(f"target {text!r} needs a tag: the source is given by digest only",
                              target=f"targetTags[{i}]")
         targets.append(spec)

@@ -15,7 +15,7 @@ from .request import ImportRequest
 from .settings import Settings
 from .transport import make_http_client
 
-__all__ = ["execute", "policy_for"]
+__all__ = ["cancel_sessions", "execute", "policy_for"]
 
 
 def policy_for(settings: Settings, target_registry: str | None) -> HostPolicy:
@@ -48,3 +48,16 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
     finally:
         if own:
             http.close()
+
+
+def cancel_sessions(settings: Settings, target_registry: str, sessions: list[dict]) -> int:
+    """DELETE upload sessions a worker left open (204 and 404 both mean gone); returns how many."""
+    if not sessions:
+        return 0
+    policy = policy_for(settings, target_registry)
+    with make_http_client(policy) as http:
+        target = RegistryClient(target_registry, http=http, policy=policy,
+                                credential=load_credential(settings.auth_file, target_registry))
+        for session in sessions:
+            target.upload_cancel(httpx.URL(session["location"]), session["repository"])
+    return len(sessions)

@@ -61,6 +61,7 @@ class Settings:
     max_attempts: int = 5
     lease_seconds: int = 600
     job_ttl_days: int = 7
+    retry_base_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,4 +82,5 @@ class Settings:
             max_attempts=_int(env, "IMPORT_MAX_ATTEMPTS", 5),
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
             job_ttl_days=_int(env, "IMPORT_JOB_TTL_DAYS", 7),
+            retry_base_seconds=_int(env, "IMPORT_RETRY_BASE_SECONDS", 30),
         )

@@ -37,6 +37,10 @@ class FunctionSpec:
 def load_functions(app: Any, settings: Mapping[str, str], config: HostConfig) -> list[FunctionSpec]:
     """Specs for the app's functions, honouring host.json `functions` and AzureWebJobs.<name>.Disabled."""
     specs = []
+    # get_functions() remembers the names it saw and rejects them as duplicates on a second call, so
+    # indexing the same app twice in one process (one DevHost per test) needs that memory cleared.
+    if getattr(app, "functions_bindings", None):
+        app.functions_bindings = None
     for function in app.get_functions():
         name = function.get_function_name()
         if config.functions is not None and name not in config.functions:

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
+from azure.functions.queue import QueueMessage  # the concrete class the Python worker builds
 from azure.storage.queue import LinearRetry, QueueClient
 
 from .config import QueueOptions
@@ -76,7 +76,7 @@ class Queues:
     def send_output(self, binding: Mapping[str, Any], value: Any) -> None:
         """Deliver a queue output binding's value (one message, or one per list item)."""
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, func.QueueMessage):
+            if hasattr(item, "get_body"):  # a QueueMessage
                 item = item.get_body()
             elif not isinstance(item, (str, bytes)):
                 item = json.dumps(item)
@@ -184,7 +184,7 @@ class QueueListener:
             self._poison(message.id, message.pop_receipt, message.content)
             return
         lease = _Lease(self._client, message.id, message.pop_receipt, self._lease, self._closed, self.queue)
-        trigger = func.QueueMessage(
+        trigger = QueueMessage(
             id=message.id, body=body, pop_receipt=message.pop_receipt, dequeue_count=message.dequeue_count,
             expiration_time=message.expires_on, insertion_time=message.inserted_on,
             time_next_visible=message.next_visible_on)

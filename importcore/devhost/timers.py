@@ -5,7 +5,7 @@ import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest  # the concrete class the Python worker builds
 from croniter import croniter
 
 from .config import ConfigError, timespan
@@ -59,11 +59,15 @@ class TimerRunner:
         """Start the schedule thread (it fires first if runOnStartup)."""
         self._thread.start()
 
-    def stop(self, timeout: float) -> None:
-        """Fire no more; wait up to timeout for a running invocation."""
+    def stop(self) -> None:
+        """Fire no more (a running invocation finishes)."""
         self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to timeout for a running invocation; False if it is still running."""
         if self._thread.is_alive():
             self._thread.join(timeout=max(0.0, timeout))
+        return not self._thread.is_alive()
 
     def fire(self, *, past_due: bool = False, reason: str = "Timer fired") -> None:
         """Invoke now with a TimerRequest; the user's exception propagates."""
@@ -71,7 +75,7 @@ class TimerRunner:
         status = {"Last": (self._last or now).isoformat(), "Next": self.schedule.next_after(now).isoformat(),
                   "LastUpdated": now.isoformat()}
         self._last = now
-        request = func.TimerRequest(past_due=past_due, schedule_status=status, schedule={"AdjustForDST": True})
+        request = TimerRequest(past_due=past_due, schedule_status=status, schedule={"AdjustForDST": True})
         self._invoker.invoke(self.spec, request, reason=reason)
 
     def _loop(self) -> None:

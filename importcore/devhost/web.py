@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
+from azure.functions.http import HttpRequest  # the concrete class the Python worker builds
 
 from .functions import FunctionSpec
 
@@ -136,11 +137,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(404, "NotFound", f"no function matches {self.command} {url.path}")
         if route.auth_level != "anonymous" and not self._authorized(host.function_key, query):
             return self._json(401, "Unauthorized", "a function key is required (x-functions-key header or code)")
-        request = func.HttpRequest(
+        request = HttpRequest(
             self.command, f"http://{self.headers.get('host', host.authority)}{self.path}",
             headers=self._headers(), params=query, route_params=params, body_type="bytes", body=body)
         try:
-            result = host.invoker.invoke(route.spec, request, reason="This function was programmatically called via the host APIs.")
+            with host.tracked():
+                result = host.invoker.invoke(route.spec, request, reason="This function was programmatically called via the host APIs.")
         except Exception:  # noqa: BLE001 - logged by the invoker; never leak a traceback to the caller
             return self._json(500, "InternalServerError", f"function '{route.spec.name}' failed; see the host log")
         self._write_result(result)

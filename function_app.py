@@ -1,0 +1,55 @@
+"""The Azure Functions app (Python v2 model): thin handlers over importcore.service.
+
+Each handler decodes its input, calls the service, encodes the result. Queue names and the
+schedule come from app settings (%IMPORT_QUEUE%, %IMPORT_TIMER_SCHEDULE%).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+
+import azure.functions as func
+
+from importcore.service import ImportService, Reply
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
+
+
+@cache
+def service() -> ImportService:
+    return ImportService.from_env()
+
+
+def _http(reply: Reply) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(reply.body), status_code=reply.status, headers=dict(reply.headers),
+                             mimetype="application/json")
+
+
+@app.route(route="imports", methods=["POST"])
+def submit_import(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().submit(req.get_body()))
+
+
+@app.route(route="imports/{id}", methods=["GET"])
+def get_import(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().status(req.route_params.get("id", "")))
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%", connection="AzureWebJobsStorage")
+def run_import(msg: func.QueueMessage) -> None:
+    outcome = service().process(msg.get_body().decode("utf-8", "replace"),
+                                dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
+    logging.info("import message %s: %s", msg.id, outcome)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%-poison", connection="AzureWebJobsStorage")
+def poisoned_import(msg: func.QueueMessage) -> None:
+    service().poisoned(msg.get_body().decode("utf-8", "replace"))
+
+
+@app.timer_trigger(arg_name="timer", schedule="%IMPORT_TIMER_SCHEDULE%", run_on_startup=False, use_monitor=False)
+def sweep_imports(timer: func.TimerRequest) -> None:
+    service().sweep()

@@ -1,0 +1,83 @@
+"""The service: submit and look up imports, process queue messages, sweep on a timer.
+
+function_app.py calls exactly these four methods; nothing here knows azure.functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from ..errors import HostNotAllowed, ImporterError, UsageError
+from ..runner import policy_for
+from ..settings import Settings
+from .api import Reply, error_reply, parse_import_body, request_summary
+from .jobqueue import JobQueue, decode_message
+from .secretbox import SecretBox
+from .store import Job, JobStore, iso, utcnow
+from .sweeper import sweep
+from .worker import Worker
+
+__all__ = ["ImportService", "Reply"]
+
+log = logging.getLogger("importcore.service")
+LOST_MESSAGE_GRACE = dt.timedelta(minutes=5)  # if the message never arrives, the timer re-sends it
+
+
+class ImportService:
+    def __init__(self, settings: Settings, *, store: JobStore | None = None, queue: JobQueue | None = None,
+                 executor=None) -> None:
+        if not settings.storage_connection:
+            raise ImporterError("AzureWebJobsStorage is not set")
+        self.settings = settings
+        self.store = store or JobStore(settings.storage_connection, settings.jobs_table)
+        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name)
+        self.box = SecretBox(settings.credential_key)
+        self.worker = Worker(settings, self.store, self.box, **({"executor": executor} if executor else {}))
+
+    @classmethod
+    def from_env(cls) -> ImportService:
+        return cls(Settings.from_env())
+
+    def submit(self, body: bytes) -> Reply:
+        """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""
+        try:
+            request = parse_import_body(body, target_registry=self.settings.target_registry,
+                                        policy=policy_for(self.settings, self.settings.target_registry))
+            sealed = self.box.seal_credential(request.credential)
+        except (UsageError, HostNotAllowed) as exc:
+            return error_reply(400, exc.code, exc.message, exc.target)
+        job = Job(id=str(uuid.uuid4()), request=request_summary(request), credential=sealed,
+                  next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE))
+        self.store.create(job)
+        self.queue.send(job.id)
+        log.info("job %s: queued %s", job.id, job.request["source"])
+        return Reply(202, job.view(), (("Location", f"/api/imports/{job.id}"),))
+
+    def status(self, job_id: str) -> Reply:
+        try:
+            uuid.UUID(job_id)
+        except (ValueError, TypeError, AttributeError):
+            return error_reply(404, "NotFound", "no import with this id", "id")
+        job = self.store.get(job_id)
+        if job is None:
+            return error_reply(404, "NotFound", f"no import with id {job_id}", "id")
+        return Reply(200, job.view())
+
+    def process(self, message: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+        job_id = decode_message(message)
+        if job_id is None:
+            log.warning("dropped a queue message that is not an import message")
+            return "invalid"
+        return self.worker.process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
+
+    def poisoned(self, message: str) -> None:
+        """The host gave up on a message: make sure the record says Failed with the last error."""
+        job_id = decode_message(message)
+        job = self.store.get(job_id) if job_id else None
+        if job is not None and job.status not in ("Succeeded", "Failed"):
+            self.worker._settle(job, "Failed", error=dict(job.error or {"code": "InternalError"}, retryable=False))
+
+    def sweep(self) -> dict[str, int]:
+        return sweep(self.settings, self.store, self.queue, self.worker)

@@ -1,0 +1,160 @@
+"""The HTTP API's request body (ACR ImportImage-shaped) -> an ImportRequest, validated field by field.
+
+Everything is checked before anything is enqueued; an error names the field (`target`), as
+ARM error bodies do: {"error": {"code", "message", "target"}}.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..auth import Credential
+from ..errors import ImporterError, UsageError
+from ..hostpolicy import HostPolicy
+from ..media import Platform
+from ..reference import Reference, TargetSpec, parse_registry
+from ..request import ImportRequest, resolve_targets
+
+__all__ = ["MAX_BODY_BYTES", "Reply", "error_reply", "parse_import_body", "request_from_summary", "request_summary"]
+
+MAX_BODY_BYTES = 64 * 1024
+_MODES = {"noforce": False, "force": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer, free of azure.functions: the shell maps it to an HttpResponse."""
+
+    status: int
+    body: dict
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error_reply(status: int, code: str, message: str, target: str | None = None) -> Reply:
+    error = {"code": code, "message": message}
+    if target:
+        error["target"] = target
+    return Reply(status, {"error": error})
+
+
+def _field(container: dict, name: str, path: str, kind: type, *, required: bool = False):
+    value = container.get(name)
+    if value is None:
+        if required:
+            raise UsageError(f"{path} is required", target=path)
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise UsageError(f"{path} must be a {kind.__name__}", target=path)
+    return value
+
+
+def _strings(container: dict, name: str) -> list[str]:
+    values = _field(container, name, name, list) or []
+    if len(values) > 50:
+        raise UsageError(f"{name} has {len(values)} entries; at most 50 are allowed", target=name)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise UsageError(f"{name}[{i}] must be a string", target=f"{name}[{i}]")
+    return values
+
+
+def _with_target(exc: UsageError, target: str) -> UsageError:
+    return UsageError(exc.message, target=exc.target or target)
+
+
+def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPolicy) -> ImportRequest:
+    """Validate a POST /api/imports body; raises UsageError (-> 400) or HostNotAllowed (-> 400)."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise UsageError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", target="body")
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, ValueError):
+        raise UsageError("request body is not valid JSON", target="body") from None
+    if not isinstance(body, dict):
+        raise UsageError("request body must be a JSON object", target="body")
+    if not target_registry:
+        raise ImporterError("this deployment has no IMPORT_TARGET_REGISTRY")
+    source = _field(body, "source", "source", dict, required=True)
+    image = _field(source, "sourceImage", "source.sourceImage", str, required=True)
+    registry_uri = _field(source, "registryUri", "source.registryUri", str)
+    if _field(source, "resourceId", "source.resourceId", str):
+        raise UsageError("source.resourceId needs Azure Resource Manager, which this deployment does not reach; "
+                         "give source.registryUri instead", target="source.resourceId")
+    try:
+        registry = parse_registry(registry_uri) if registry_uri else None
+    except UsageError as exc:
+        raise _with_target(exc, "source.registryUri") from None
+    if registry and (image.count("/") and "." in image.split("/")[0]):
+        raise UsageError("source.sourceImage must be repository[:tag|@digest] when source.registryUri is given",
+                         target="source.sourceImage")
+    try:
+        ref = Reference.parse(f"{registry}/{image}" if registry else image)
+    except UsageError as exc:
+        raise _with_target(exc, "source.sourceImage") from None
+    credential = _credential(source)
+    mode = _field(body, "mode", "mode", str) or "NoForce"
+    if mode.lower() not in _MODES:
+        raise UsageError(f"mode must be NoForce or Force, not {mode[:40]!r}", target="mode")
+    platform = None
+    if _field(body, "platform", "platform", str):
+        try:
+            platform = Platform.parse(body["platform"])
+        except UsageError as exc:
+            raise _with_target(exc, "platform") from None
+    tags, untagged = _strings(body, "targetTags"), _strings(body, "untaggedTargetRepositories")
+    try:
+        targets = resolve_targets(ref, tags, [])
+    except UsageError as exc:
+        raise _with_target(exc, "targetTags") from None
+    try:
+        targets = resolve_targets(ref, tags, untagged) if untagged else targets
+    except UsageError as exc:
+        raise _with_target(exc, "untaggedTargetRepositories") from None
+    target = parse_registry(target_registry)
+    if ref.registry != target:
+        try:
+            policy.check(ref.registry)
+        except ImporterError as exc:
+            exc.target = "source.registryUri" if registry else "source.sourceImage"
+            raise
+    return ImportRequest(source=ref, targets=targets, target_registry=target, force=_MODES[mode.lower()],
+                         platform=platform, credential=credential)
+
+
+def _credential(source: dict) -> Credential | None:
+    creds = _field(source, "credentials", "source.credentials", dict)
+    if not creds:
+        return None
+    username = _field(creds, "username", "source.credentials.username", str)
+    password = _field(creds, "password", "source.credentials.password", str)
+    if username and not password:
+        raise UsageError("source.credentials.password is required with a username",
+                         target="source.credentials.password")
+    if password is not None and not password:
+        raise UsageError("source.credentials.password is empty", target="source.credentials.password")
+    for name, value in (("username", username), ("password", password)):
+        if value and len(value) > 16384:
+            raise UsageError(f"source.credentials.{name} is too long", target=f"source.credentials.{name}")
+    return Credential(username or None, password) if password else None
+
+
+def request_summary(request: ImportRequest) -> dict:
+    """The request as stored in the job record and shown in status: no credentials."""
+    return {"source": str(request.source), "targetRegistry": request.target_registry,
+            "targets": [str(t) for t in request.targets], "mode": "Force" if request.force else "NoForce",
+            "platform": str(request.platform) if request.platform else None,
+            "authenticated": request.credential is not None}
+
+
+def request_from_summary(summary: dict, credential: Credential | None) -> ImportRequest:
+    """Rebuild the ImportRequest the worker runs from a stored summary."""
+    source = Reference.parse(summary["source"])
+    targets = []
+    for text in summary["targets"]:
+        repo, _, tag = text.partition(":")
+        targets.append(TargetSpec(repo, tag or None))
+    return ImportRequest(source=source, targets=tuple(targets), target_registry=summary["targetRegistry"],
+                         force=summary.get("mode") == "Force",
+                         platform=Platform.parse(summary["platform"]) if summary.get("platform") else None,
+                         credential=credential)

@@ -1,0 +1,132 @@
+"""Job records in Azure Table storage, with optimistic concurrency on every state change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+__all__ = ["Job", "JobStore", "StaleJob", "utcnow"]
+
+PARTITION = "import"
+STATUSES = ("Queued", "Running", "Succeeded", "Failed")
+_JSON_FIELDS = ("request", "progress", "result", "error")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(when: dt.datetime | None) -> str | None:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else None
+
+
+class StaleJob(Exception):
+    """Someone else changed the record since we read it (HTTP 412 from the table)."""
+
+
+@dataclass
+class Job:
+    id: str
+    status: str = "Queued"
+    attempts: int = 0
+    request: dict = field(default_factory=dict)  # the validated request, without credentials
+    credential: str | None = None  # sealed by SecretBox
+    progress: dict | None = None
+    result: dict | None = None
+    error: dict | None = None
+    uploads: str | None = None  # sealed list of open upload sessions [{repository, location}]
+    created_at: str | None = None
+    updated_at: str | None = None
+    next_attempt_at: str | None = None  # when the timer should (re-)enqueue it
+    lease_until: str | None = None  # while Running: after this the worker is presumed dead
+    dedupe_key: str | None = None
+    etag: str | None = None
+
+    def view(self) -> dict:
+        """What GET /api/imports/{id} shows: never credentials, never upload locations."""
+        out = {"id": self.id, "status": self.status, "attempts": self.attempts, "progress": self.progress or {},
+               "result": self.result, "error": self.error, "createdAt": self.created_at,
+               "updatedAt": self.updated_at, "source": self.request.get("source"),
+               "targets": self.request.get("targets", [])}
+        if self.status == "Queued" and self.next_attempt_at and self.attempts:
+            out["nextAttemptAt"] = self.next_attempt_at
+        return out
+
+    def to_entity(self) -> dict:
+        entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
+                  "credential": self.credential, "uploads": self.uploads, "createdAt": self.created_at,
+                  "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at,
+                  "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key}
+        for name in _JSON_FIELDS:
+            value = getattr(self, name)
+            entity[name] = json.dumps(value) if value is not None else None
+        return {k: v for k, v in entity.items() if v is not None}
+
+    @classmethod
+    def from_entity(cls, entity: dict) -> Job:
+        job = cls(id=entity["RowKey"], status=entity.get("status", "Queued"), attempts=int(entity.get("attempts", 0)),
+                  credential=entity.get("credential"), uploads=entity.get("uploads"),
+                  created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
+                  next_attempt_at=entity.get("nextAttemptAt"), lease_until=entity.get("leaseUntil"),
+                  dedupe_key=entity.get("dedupeKey"), etag=entity.metadata.get("etag"))
+        for name in _JSON_FIELDS:
+            raw = entity.get(name)
+            setattr(job, name, json.loads(raw) if raw else None if name != "request" else {})
+        return job
+
+
+class JobStore:
+    def __init__(self, connection_string: str, table: str) -> None:
+        self._table = TableClient.from_connection_string(connection_string, table_name=table)
+        self._created = False
+
+    def _ensure(self) -> None:
+        if not self._created:
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            self._created = True
+
+    def create(self, job: Job) -> Job:
+        self._ensure()
+        job.created_at = job.updated_at = iso(utcnow())
+        meta = self._table.create_entity(job.to_entity())
+        job.etag = meta.get("etag")
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        self._ensure()
+        try:
+            return Job.from_entity(self._table.get_entity(PARTITION, job_id))
+        except ResourceNotFoundError:
+            return None
+
+    def save(self, job: Job) -> Job:
+        """Replace the record if nobody changed it since it was read; else StaleJob."""
+        job.updated_at = iso(utcnow())
+        try:
+            meta = self._table.update_entity(job.to_entity(), mode=UpdateMode.REPLACE, etag=job.etag,
+                                             match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise StaleJob(job.id) from None
+        job.etag = meta.get("etag")
+        return job
+
+    def delete(self, job: Job) -> None:
+        try:
+            self._table.delete_entity(PARTITION, job.id, etag=job.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
+
+    def query(self, query_filter: str, **parameters: object) -> Iterator[Job]:
+        self._ensure()
+        for entity in self._table.query_entities(f"PartitionKey eq '{PARTITION}' and ({query_filter})",
+                                                 parameters=parameters):
+            yield Job.from_entity(entity)

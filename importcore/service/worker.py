@@ -1,0 +1,181 @@
+"""The queue worker: claim the job (optimistic concurrency), run the engine, record the outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import threading
+import time
+
+import httpx
+
+from ..copy import ImportResult, Progress
+from ..errors import ImporterError, RegistryError
+from ..runner import cancel_sessions, execute
+from ..settings import Settings
+from .api import request_from_summary
+from .secretbox import SecretBox
+from .store import Job, JobStore, StaleJob, iso, utcnow
+
+__all__ = ["LeaseLost", "Worker", "open_sessions"]
+
+log = logging.getLogger("importcore.worker")
+PROGRESS_EVERY = 1.0  # seconds between progress writes to the table (each one renews the lease)
+MAX_BACKOFF = 1800.0
+
+
+class LeaseLost(ImporterError):
+    """The record changed under us (the timer presumed us dead): stop, someone else owns it now."""
+
+    code = "LeaseLost"
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *, executor=execute) -> None:
+        self.settings, self.store, self.box, self._execute = settings, store, box, executor
+
+    def backoff(self, attempts: int, exc: ImporterError) -> float:
+        delay = min(MAX_BACKOFF, self.settings.retry_base_seconds * 2 ** max(0, attempts - 1))
+        delay *= random.uniform(0.8, 1.2)  # jitter: a registry outage must not re-align all retries
+        if isinstance(exc, RegistryError) and exc.retry_after:
+            delay = max(delay, min(exc.retry_after, MAX_BACKOFF))
+        return delay
+
+    def process(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+        """Handle one delivery; returns what happened (for logs and tests)."""
+        job = self.store.get(job_id)
+        if job is None:
+            log.warning("job %s: no record; message dropped", job_id)
+            return "missing"
+        if job.status in ("Succeeded", "Failed"):
+            return "done-already"
+        now = utcnow()
+        if job.status == "Running" and job.lease_until and job.lease_until > iso(now):
+            return "running-elsewhere"
+        if job.attempts >= self.settings.max_attempts:
+            self._fail(job, job.error or {"code": "TooManyAttempts"}, note=f"gave up after {job.attempts} attempts")
+            return "failed"
+        job.status, job.attempts = "Running", job.attempts + 1
+        job.lease_until, job.next_attempt_at = iso(now + dt.timedelta(seconds=self.settings.lease_seconds)), None
+        try:
+            self.store.save(job)
+        except StaleJob:
+            return "claimed-elsewhere"
+        log.info("job %s: attempt %d started", job.id, job.attempts)
+        try:
+            result = self._run(job)
+        except LeaseLost:
+            log.warning("job %s: lease lost; another worker owns it now", job.id)
+            return "lease-lost"
+        except ImporterError as exc:
+            return self._failed_attempt(job, exc)
+        except Exception as exc:
+            # A bug or a storage outage: record it, then let the host retry and poison the message.
+            log.exception("job %s: unexpected error", job.id)
+            error = {"code": "InternalError", "message": f"internal error ({exc.__class__.__name__})",
+                     "retryable": dequeue_count < max_dequeue}
+            self._settle(job, "Failed" if dequeue_count >= max_dequeue else "Queued", error=error)
+            raise
+        self._settle(job, "Succeeded", result=result.to_dict())
+        log.info("job %s: succeeded %s", job.id, result.digest)
+        return "succeeded"
+
+    def _run(self, job: Job) -> ImportResult:
+        request = request_from_summary(job.request, self.box.open_credential(job.credential))
+        lock = threading.Lock()
+        sessions: dict[str, dict] = {}
+        last = [0.0]
+
+        def flush(progress: dict | None = None) -> None:
+            if progress is not None:
+                job.progress = progress
+            job.uploads = self._seal(list(sessions.values()))
+            job.lease_until = iso(utcnow() + dt.timedelta(seconds=self.settings.lease_seconds))
+            try:
+                self.store.save(job)
+            except StaleJob:
+                raise LeaseLost(f"job {job.id}: the record changed during the copy") from None
+
+        def on_progress(p: Progress) -> None:
+            now = time.monotonic()
+            with lock:
+                if now - last[0] >= PROGRESS_EVERY or p.phase in ("tagging", "done"):
+                    last[0] = now
+                    flush(p.to_dict())
+
+        def on_session(repo: str, location: httpx.URL | None) -> None:
+            with lock:
+                key = f"{repo}#{threading.get_ident()}"
+                if location is None:
+                    sessions.pop(key, None)
+                    return
+                sessions[key] = {"repository": repo, "location": str(location)}
+                flush()  # written before the upload streams, so a crash leaves it findable
+
+        return self._execute(request, self.settings, on_progress=on_progress, on_session=on_session)
+
+    def _seal(self, sessions: list[dict]) -> str | None:
+        if not sessions:
+            return None
+        return self.box.seal({"sessions": sessions}) if self.box.available else _plain(sessions)
+
+    def _failed_attempt(self, job: Job, exc: ImporterError) -> str:
+        self.cancel_uploads(job)
+        if exc.retryable and job.attempts < self.settings.max_attempts:
+            delay = self.backoff(job.attempts, exc)
+            self._settle(job, "Queued", error=exc.to_dict(),
+                         next_attempt_at=iso(utcnow() + dt.timedelta(seconds=delay)))
+            log.warning("job %s: attempt %d failed, retry in %.0fs: %s", job.id, job.attempts, delay, exc.message)
+            return "retry-scheduled"
+        self._settle(job, "Failed", error=exc.to_dict())
+        log.warning("job %s: failed: %s", job.id, exc.message)
+        return "failed"
+
+    def _fail(self, job: Job, error: dict, *, note: str) -> None:
+        error = dict(error, message=f"{note}: {error.get('message', '')}".rstrip(": "), retryable=False)
+        self._settle(job, "Failed", error=error)
+
+    def _settle(self, job: Job, status: str, *, error: dict | None = None, result: dict | None = None,
+                next_attempt_at: str | None = None) -> None:
+        """Write the outcome; on a conflicting write, reload and apply it only if we still own the job."""
+        attempts = job.attempts
+        for _ in range(5):
+            job.status, job.error, job.result = status, error, result
+            job.lease_until, job.next_attempt_at = None, next_attempt_at
+            if status in ("Succeeded", "Failed"):
+                job.uploads = None
+            try:
+                self.store.save(job)
+                return
+            except StaleJob:
+                fresh = self.store.get(job.id)
+                if fresh is None or fresh.attempts != attempts or fresh.status in ("Succeeded", "Failed"):
+                    return
+                job = fresh
+
+    def cancel_uploads(self, job: Job) -> int:
+        sessions = open_sessions(self.box, job.uploads)
+        if not sessions:
+            return 0
+        try:
+            count = cancel_sessions(self.settings, job.request.get("targetRegistry", ""), sessions)
+        except ImporterError as exc:
+            log.warning("job %s: could not cancel upload sessions: %s", job.id, exc.message)
+            return 0
+        job.uploads = None
+        return count
+
+
+def _plain(sessions: list[dict]) -> str:
+    # Without IMPORT_CREDENTIAL_KEY (local development only) upload sessions are stored as they are.
+    return "plain:" + json.dumps({"sessions": sessions})
+
+
+def open_sessions(box: SecretBox, sealed: str | None) -> list[dict]:
+    if not sealed:
+        return []
+    if sealed.startswith("plain:"):
+        return json.loads(sealed[6:])["sessions"]
+    return (box.open(sealed) or {}).get("sessions", [])

@@ -1,0 +1,189 @@
+"""devhost against real Azurite, over real HTTP: routes, keys, queue semantics, timers."""
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import httpx
+import pytest
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from importcore.devhost import ConfigError, DevHost
+from importcore.devhost.config import HostConfig
+from importcore.devhost.queues import Queues
+from importcore.devhost.timers import Schedule
+from tests.support import sample_app
+from tests.support.azurite import Azurite
+
+FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01", "maxDequeueCount": 2}
+NEVER = "0 0 0 1 1 *"  # a valid schedule that does not fire during a test
+
+
+@pytest.fixture(scope="module")
+def azurite():
+    server = Azurite()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_host(azurite):
+    """make_host(**settings, host_json=..., lease=...) -> started DevHost on a fresh queue."""
+    hosts: list[DevHost] = []
+    sample_app.reset()
+
+    def make(host_json=None, lease=600.0, **settings) -> DevHost:
+        env = {"AzureWebJobsStorage": azurite.connection_string, "SAMPLE_QUEUE": f"q{uuid.uuid4().hex[:12]}",
+               "SAMPLE_SCHEDULE": NEVER, **settings}
+        host = DevHost(sample_app.app, host_json=host_json or {"extensions": {"queues": FAST_QUEUES}},
+                       env=env, queue_lease=lease, stop_timeout=5)
+        host.queue = env["SAMPLE_QUEUE"]
+        hosts.append(host.start())
+        return host
+
+    yield make
+    for host in hosts:
+        host.stop()
+
+
+def queue(azurite, name, encoded=True) -> QueueClient:
+    policy = TextBase64EncodePolicy() if encoded else None
+    return QueueClient.from_connection_string(azurite.connection_string, name, message_encode_policy=policy)
+
+
+def wait_until(predicate, timeout=8.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_route_params_and_async_function(make_host):
+    host = make_host()
+    r = httpx.get(f"{host.url}/api/items/a%20b")
+    assert (r.status_code, r.json(), r.headers["content-type"]) == (200, {"id": "a b"}, "application/json")
+
+
+def test_unknown_route_is_404_and_wrong_method_405(make_host):
+    host = make_host()
+    missing = httpx.get(f"{host.url}/api/nothing/here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NotFound"
+    wrong = httpx.delete(f"{host.url}/api/items/1")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+
+
+def test_route_prefix_from_host_json(make_host):
+    host = make_host(host_json={"extensions": {"http": {"routePrefix": ""}}})
+    assert httpx.get(f"{host.url}/items/7").json() == {"id": "7"}
+
+
+def test_function_key_required_when_configured(make_host):
+    host = make_host(DEVHOST_FUNCTION_KEY="k3y")
+    url = f"{host.url}/api/items"
+    assert httpx.post(url, content=b"x").status_code == 401
+    assert httpx.post(url, content=b"x", headers={"x-functions-key": "wrong"}).status_code == 401
+    assert httpx.post(url, content=b"x", headers={"x-functions-key": "k3y"}).status_code == 202
+    assert httpx.post(url, content=b"y", params={"code": "k3y"}).status_code == 202
+    assert httpx.get(f"{host.url}/api/items/1").status_code == 200  # anonymous route stays open
+    assert httpx.post(f"{host.url}/admin/functions/tick", json={}).status_code == 401
+
+
+def test_function_exception_is_generic_500(make_host, caplog):
+    host = make_host()
+    r = httpx.get(f"{host.url}/api/boom")
+    assert r.status_code == 500 and "internal detail" not in r.text and "Traceback" not in r.text
+    assert "internal detail" in caplog.text  # but the host log has it
+
+
+def test_message_is_processed_and_deleted(make_host, azurite):
+    host = make_host()
+    assert httpx.post(f"{host.url}/api/items", content="héllo".encode()).status_code == 202
+    wait_until(lambda: sample_app.processed == ["héllo"])
+    wait_until(lambda: queue(azurite, host.queue).get_queue_properties().approximate_message_count == 0)
+
+
+def test_failing_message_is_retried_then_poisoned(make_host, azurite):
+    host = make_host()
+    queue(azurite, host.queue).send_message("fail")
+    poison = queue(azurite, f"{host.queue}-poison", encoded=False)
+    wait_until(lambda: poison_messages(poison))
+    assert [count for body, count in sample_app.attempts] == [1, 2]  # maxDequeueCount=2
+    assert base64.b64decode(poison_messages(poison)[0].content) == b"fail"  # same text, still base64
+    assert queue(azurite, host.queue).get_queue_properties().approximate_message_count == 0
+
+
+def poison_messages(client: QueueClient):
+    try:
+        return client.peek_messages()
+    except Exception:  # noqa: BLE001 - not created yet
+        return []
+
+
+def test_invalid_base64_goes_straight_to_poison(make_host, azurite):
+    host = make_host()
+    queue(azurite, host.queue, encoded=False).send_message("not base64!")
+    wait_until(lambda: poison_messages(queue(azurite, f"{host.queue}-poison", encoded=False)))
+    assert sample_app.attempts == []
+
+
+def test_message_encoding_none_passes_raw_text(make_host, azurite):
+    host = make_host(host_json={"extensions": {"queues": {**FAST_QUEUES, "messageEncoding": "none"}}})
+    queue(azurite, host.queue, encoded=False).send_message("plain")
+    wait_until(lambda: sample_app.processed == ["plain"])
+
+
+def test_long_invocation_keeps_its_lease(make_host, azurite):
+    host = make_host(lease=2)
+    queue(azurite, host.queue).send_message("sleep:3")
+    wait_until(lambda: sample_app.processed == ["sleep:3"])
+    time.sleep(0.5)
+    assert sample_app.attempts == [("sleep:3", 1)]  # renewed at half the lease, never redelivered
+
+
+def test_stop_waits_for_in_flight_message(make_host, azurite):
+    host = make_host()
+    queue(azurite, host.queue).send_message("sleep:1")
+    wait_until(lambda: sample_app.attempts)
+    host.stop()
+    assert sample_app.processed == ["sleep:1"]
+
+
+def test_admin_api_runs_timer_and_queue_functions(make_host):
+    host = make_host()
+    assert httpx.post(f"{host.url}/admin/functions/tick", json={}).status_code == 202
+    assert httpx.post(f"{host.url}/admin/functions/process_item", json={"input": "direct"}).status_code == 202
+    wait_until(lambda: sample_app.timer_runs == [False] and sample_app.processed == ["direct"])
+    host.run_timer("tick")
+    assert len(sample_app.timer_runs) == 2
+    assert httpx.post(f"{host.url}/admin/functions/get_item", json={}).status_code == 404
+
+
+def test_timer_fires_on_its_schedule(make_host):
+    make_host(SAMPLE_SCHEDULE="*/1 * * * * *")
+    wait_until(lambda: len(sample_app.timer_runs) >= 2, timeout=4)
+
+
+def test_bindings_need_their_settings(monkeypatch):
+    monkeypatch.delenv("SAMPLE_QUEUE", raising=False)
+    with pytest.raises(ConfigError, match="SAMPLE_QUEUE"):
+        DevHost(sample_app.app, env={"AzureWebJobsStorage": "UseDevelopmentStorage=true", "SAMPLE_SCHEDULE": NEVER})
+
+
+def test_development_storage_shortcut():
+    client = Queues("base64").client("UseDevelopmentStorage=true", "jobs")
+    assert client.url == "http://127.0.0.1:10001/devstoreaccount1/jobs"
+
+
+def test_host_json_and_schedule_parsing():
+    config = HostConfig.from_json({"extensions": {"queues": {"batchSize": 4, "maxPollingInterval": 2000}}})
+    assert (config.route_prefix, config.queues.new_batch_threshold, config.queues.max_polling_interval) == ("api", 2, 2.0)
+    with pytest.raises(ConfigError):
+        HostConfig.from_json({"extensions": {"queues": {"batchSize": 64}}})
+    with pytest.raises(ConfigError):
+        Schedule("every minute")
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert Schedule("00:00:05").next_after(start) == start + timedelta(seconds=5)
+    assert Schedule("*/15 * * * * *").next_after(start) == start + timedelta(seconds=15)
+    assert Schedule("0 0 0 13 * FRI").next_after(start).date() == date(2026, 2, 13)  # NCRONTAB ANDs the day fields
