@@ -13,7 +13,7 @@ from enum import Enum
 
 import httpx
 
-from .errors import AuthError, ImporterError, IntegrityError, TransportError
+from .errors import AuthError, ImporterError, IntegrityError, NotFoundError, TransportError
 from .media import Descriptor
 from .registry import RegistryClient
 from .retry import attempts
@@ -41,7 +41,7 @@ def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, tar
             if mount_from is not None:
                 try:
                     location = target.blob_mount(target_repo, blob.digest, mount_from)
-                except AuthError:
+                except KeyError:
                     # No pull on mount_from (a token scoped to the target repository): upload instead.
                     location = None
                 else:
@@ -54,9 +54,17 @@ def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, tar
                     what = f"blob {blob.digest} from {source.registry}/{source_repo}"
                     body = _verified(response.iter_raw(), blob, what, on_bytes)
                     target.upload_put(location, target_repo, blob.digest, body, blob.size)
-            except ImporterError:
+            except ImporterError as exc:
                 target.upload_cancel(location, target_repo)
                 on_session(target_repo, None)
+                if blob.foreign and isinstance(exc, NotFoundError):
+                    # A foreign layer's publisher serves it from its `urls`; registries usually do not
+                    # hold it, and fetching arbitrary URLs is not something we do on a caller's say-so.
+                    raise NotFoundError(
+                        f"foreign layer {blob.digest} is not in the source registry {source.registry}/{source_repo} "
+                        f"({exc.status}); --copy-foreign-layers copies only foreign layers the source registry "
+                        "holds: import without it to keep the layer referenced by its URLs",
+                        status=exc.status, codes=exc.codes, target=blob.digest) from None
                 raise
             on_session(target_repo, None)
             return BlobOutcome.COPIED

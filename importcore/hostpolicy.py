@@ -43,6 +43,7 @@ def blocked_reason(ip: IPAddress) -> str | None:
         (ip.is_multicast, "a multicast address"),
         (ip.is_private, "a private address"),
         (ip.is_reserved, "a reserved address"),
+        (ip.version == 6 and ip.is_site_local, "a site-local address"),  # fec0::/10: deprecated, still private
         (not ip.is_global, "a non-public address"),
     )
     for hit, why in checks:
@@ -70,7 +71,7 @@ def _matches(entry: str, host: str, port: int | None) -> bool:
         except ValueError:
             return False
     e_host, e_port = split_host(entry)
-    return e_host == host.lower() and (e_port is None or e_port == port)
+    return e_host.lower() == host.lower() and (e_port is None or e_port == port)
 
 
 @dataclass(frozen=True, slots=True)

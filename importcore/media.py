@@ -34,6 +34,7 @@ DOCKER_SCHEMA1 = frozenset({
 })
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT})
+_KNOWN_TYPES = INDEX_TYPES | MANIFEST_TYPES | DOCKER_SCHEMA1
 ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, OCI_ARTIFACT])
 # Layers the image's publisher says must not be redistributed (Windows base layers):
 # their blobs live at `urls`, and registries accept manifests without them.
@@ -68,7 +69,7 @@ class Platform:
         return cls(data["os"], arch if isinstance(arch, str) else "", variant if isinstance(variant, str) else None)
 
     def matches(self, other: Platform | None) -> bool:
-        """Does the image for `other` satisfy a request for `self`? (arm64 means arm64/v8.)"""
+        """Does the image for `other` satisfy a request for `self`? (arm64 means arm64/v8, arm arm/v7.)"""
         if other is None or (self.os, self.architecture) != (other.os, other.architecture):
             return False
         return _norm_variant(self) == _norm_variant(other) or self.variant is None
@@ -78,8 +79,11 @@ class Platform:
 
 
 def _norm_variant(p: Platform) -> str | None:
+    # containerd platforms.Normalize: arm64 without a variant is v8, arm without one is v7.
     if p.architecture == "arm64" and p.variant in (None, "v8"):
         return "v8"
+    if p.architecture == "arm" and p.variant is None:
+        return "v7"
     return p.variant
 
 
@@ -135,7 +139,7 @@ def parse_manifest(raw: bytes, content_type: str | None, digest: str, *, where: 
         raise LimitExceeded(f"{where}: manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: `[[[[...` from a hostile server
         raise ManifestError(f"{where}: manifest is not valid JSON") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: manifest is not a JSON object")
@@ -145,11 +149,18 @@ def parse_manifest(raw: bytes, content_type: str | None, digest: str, *, where: 
         raise ManifestError(f"{where}: mediaType must be a string")
     if declared and header and header not in ("application/json", "application/octet-stream") and header != declared:
         raise ManifestError(f"{where}: body says mediaType {declared} but the registry sent Content-Type {header}")
-    media_type = declared or header or _guess(data)
+    # A generic Content-Type (application/json, ...) says nothing: then the structure decides.
+    media_type = declared or (header if header in _KNOWN_TYPES else None) or _guess(data)
     if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
         raise ManifestError(f"{where}: Docker schema 1 manifests are deprecated and not supported")
     if "manifests" in data and ("layers" in data or "config" in data):
         raise ManifestError(f"{where}: manifest has both 'manifests' and 'layers'/'config'; refusing an ambiguous manifest")
+    # The type must agree with the structure, or an index would be copied as an image without
+    # its children (or the reverse): the image-spec "manifest confusion" class of bugs.
+    if media_type in INDEX_TYPES and ("layers" in data or "config" in data or "blobs" in data):
+        raise ManifestError(f"{where}: an index ({media_type}) must not have 'layers', 'config' or 'blobs'")
+    if media_type in MANIFEST_TYPES and "manifests" in data:
+        raise ManifestError(f"{where}: an image manifest ({media_type}) must not have 'manifests'")
     if media_type in INDEX_TYPES:
         children = _descriptors(data.get("manifests"), where=f"{where} manifests")
         return Manifest(raw, media_type, digest, children=children)

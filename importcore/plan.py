@@ -55,14 +55,16 @@ def plan_import(source: RegistryClient, ref: Reference, *, platform: Platform | 
 
 def _walk(source: RegistryClient, ref: Reference, manifest: Manifest, plan: Plan, limits: Limits,
           copy_foreign: bool, *, depth: int, pool: ThreadPoolExecutor | None) -> None:
-    if len(plan.manifests) + 1 > limits.max_manifests:
+    # Parents are appended after their children, so the `depth` indexes above this one are not in
+    # plan.manifests yet but count all the same (a nested index used to slip one manifest per level).
+    if len(plan.manifests) + depth + 1 > limits.max_manifests:
         raise LimitExceeded(f"{ref} has more than {limits.max_manifests} manifests (limit IMPORT_MAX_MANIFESTS="
                             f"{limits.max_manifests})", target="IMPORT_MAX_MANIFESTS")
     if manifest.is_index:
         if depth >= MAX_INDEX_DEPTH:
             raise ManifestError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
         wanted = list(dict.fromkeys(d.digest for d in manifest.children))
-        if len(plan.manifests) + len(wanted) + 1 > limits.max_manifests:
+        if len(plan.manifests) + depth + len(wanted) + 1 > limits.max_manifests:
             raise LimitExceeded(f"{ref} has more than {limits.max_manifests} manifests (limit "
                                 f"IMPORT_MAX_MANIFESTS={limits.max_manifests})", target="IMPORT_MAX_MANIFESTS")
         fetch = lambda digest: source.manifest_get(ref.repository, digest)  # noqa: E731

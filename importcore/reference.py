@@ -23,7 +23,9 @@ _COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
-_DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]{{1,5}})?", re.ASCII)
+_DOMAIN = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::(?P<port>[0-9]{{1,5}}))?", re.ASCII
+)
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", re.ASCII)
 _MAX_NAME = 255
@@ -43,11 +45,20 @@ def parse_registry(value: str) -> str:
         if host.startswith(prefix):
             host = host[len(prefix):]
     host = host.rstrip("/")
-    if not host or not _DOMAIN.fullmatch(host):
-        raise UsageError(f"invalid registry {_show(value)}: expected a host name with an optional :port")
+    if not _valid_host(host):
+        raise UsageError(f"invalid registry {_show(value)}: {_HOST_RULE}")
     if "." not in host and ":" not in host and host != "localhost":
         host = f"{host}.azurecr.io"  # az acr import --name takes the registry's short name
     return _canonical_registry(host)
+
+
+_HOST_RULE = "expected a host name with an optional :port (1-65535)"
+
+
+def _valid_host(host: str) -> bool:
+    # The grammar allows any digits after ':'; a port outside 1-65535 can only fail later, less clearly.
+    m = _DOMAIN.fullmatch(host)
+    return m is not None and (m.group("port") is None or 0 < int(m.group("port")) <= 65535)
 
 
 def _canonical_registry(host: str) -> str:
@@ -81,8 +92,8 @@ class Reference:
             raise UsageError("invalid reference: it is empty")
         if not text.isascii() or any(c.isspace() for c in text):
             raise UsageError(f"invalid reference {_show(text)}: only printable ASCII without spaces is allowed")
-        rest, _, digest = text.partition("@")
-        if digest:
+        rest, at, digest = text.partition("@")
+        if at:  # `name@` with nothing after it is not `name`
             parse_digest(digest, what=f"digest in reference {_show(text)}")
         name, tag = rest, None
         colon = rest.rfind(":")
@@ -97,11 +108,15 @@ class Reference:
         if domain is None:
             if default_registry is None:
                 raise UsageError(f"invalid reference {_show(text)}: it must start with a registry host")
-            domain = default_registry
-        elif not _DOMAIN.fullmatch(domain):
-            raise UsageError(f"invalid registry {_show(domain)} in {_show(text)}")
-        domain = _canonical_registry(domain.lower())
-        if domain == DOCKER_HUB and "/" not in path:
+            domain = default_registry.lower()
+        elif not _valid_host(domain):
+            raise UsageError(f"invalid registry {_show(domain)} in {_show(text)}: {_HOST_RULE}")
+        elif _split_domain(f"{domain.lower()}/_")[0] is not None:
+            # Hosts are case-insensitive; but `Foo/bar` names host `Foo` only because of its case
+            # (normalize.go), and lowercased it would read back as a Docker Hub path.
+            domain = domain.lower()
+        domain = _canonical_registry(domain)
+        if domain == DOCKER_HUB and path and "/" not in path:
             path = f"library/{path}"
         _check_repository(path, text)
         return cls(domain, path, tag or None, digest or None)

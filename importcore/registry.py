@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import httpx
 
-from .auth import Credential, RegistryAuth, scopes_for
+from .auth import Credential, RegistryAuth, parse_challenges, scopes_for
 from .auth.flow import SCOPES
 from .errors import (AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError,
                      RegistryError, TransportError)
@@ -47,8 +47,9 @@ class RegistryClient:
     """One registry, one credential, shared by the threads of an import."""
 
     def __init__(self, registry: str, *, http: httpx.Client, policy: HostPolicy,
-                 credential: Credential | None = None) -> None:
+                 credential: Credential | None = None, role: str = "") -> None:
         self.registry = registry
+        self.role = role  # "source" / "target": only to say where credentials come from in errors
         api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         scheme = policy.scheme(registry)
         self.base = httpx.URL(f"{scheme}://{api_host}")
@@ -130,12 +131,25 @@ class RegistryClient:
         kwargs = dict(status=status, codes=codes, retry_after=parse_retry_after(response.headers.get("retry-after")),
                       rate_limit=rate)
         if status in (401, 403) or "DENIED" in codes or "UNAUTHORIZED" in codes:
-            if status == 401 and self.auth.credential is None:
-                message += " — credentials are required (--username/--password or REGISTRY_AUTH_FILE)"
+            if status == 401:
+                message += self._auth_hint(response)
             return AuthError(message, **kwargs)
         if status == 404:
             return NotFoundError(message, **kwargs)
         return RegistryError(message, **kwargs)
+
+    def _auth_hint(self, response: httpx.Response) -> str:
+        """Why a 401 happened, as far as we can tell: no credentials, too little access, or refused."""
+        if self.auth.credential is None:
+            where = {"source": "--username/--password or REGISTRY_AUTH_FILE",
+                     "target": "the target registry's entry in REGISTRY_AUTH_FILE or docker config.json"}
+            return f" — credentials are required ({where.get(self.role, 'REGISTRY_AUTH_FILE')})"
+        # Token spec: a valid token lacking the access answers error="insufficient_scope".
+        for challenge in parse_challenges(response.headers.get("www-authenticate")):
+            if challenge.params.get("error") == "insufficient_scope":
+                scope = challenge.params.get("scope") or "the access this needs"
+                return f" — the credentials do not grant {scope}"
+        return " — the credentials were refused"
 
     def _retry(self, fn: Callable[[], T]) -> T:
         for attempt in attempts():

@@ -26,7 +26,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() is also true for '¹' and '٣'
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -8,6 +8,7 @@ import httpx
 
 from .auth import load_credential
 from .copy import CopyOptions, ImportResult, Progress, SessionHook, run_import
+from .errors import HostNotAllowed
 from .hostpolicy import HostPolicy
 from .plan import Limits
 from .registry import RegistryClient
@@ -38,11 +39,17 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
     http = http or make_http_client(policy, max_connections=4 * settings.blob_concurrency)
     try:
         if request.target_registry != src_registry:
-            policy.check(src_registry)  # fail fast with the policy's message, before any request
+            try:
+                policy.check(src_registry)  # fail fast, before any request
+            except HostNotAllowed as exc:
+                # The policy speaks of hosts; the user needs to know which side was refused, and that it was.
+                raise HostNotAllowed(f"source registry {src_registry} is not allowed: {exc.message}",
+                                     target=exc.target) from None
         src_cred = request.credential or load_credential(settings.auth_file, src_registry)
         tgt_cred = load_credential(settings.auth_file, request.target_registry)
-        source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred)
-        target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred)
+        source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred, role="source")
+        target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred,
+                                role="target")
         return run_import(source=source, ref=request.source, target=target, targets=list(request.targets),
                           options=options, on_progress=on_progress, on_session=on_session)
     finally:

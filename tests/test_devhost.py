@@ -12,8 +12,10 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from importcore.devhost import ConfigError, DevHost
 from importcore.devhost.config import HostConfig
+from importcore.devhost.functions import FunctionSpec
 from importcore.devhost.queues import Queues
 from importcore.devhost.timers import Schedule
+from importcore.devhost.web import Router
 from tests.support import sample_app
 from tests.support.azurite import Azurite
 
@@ -187,3 +189,22 @@ def test_host_json_and_schedule_parsing():
     assert Schedule("00:00:05").next_after(start) == start + timedelta(seconds=5)
     assert Schedule("*/15 * * * * *").next_after(start) == start + timedelta(seconds=15)
     assert Schedule("0 0 0 13 * FRI").next_after(start).date() == date(2026, 2, 13)  # NCRONTAB ANDs the day fields
+
+
+def test_route_templates_prefer_literals():
+    def spec(name, route, methods=None):
+        trigger = {"route": route, "methods": methods, "authLevel": "ANONYMOUS"}
+        return FunctionSpec(name=name, func=print, kind="http", arg_name="req", trigger=trigger)
+
+    router = Router([spec("any", "files/{*path}"), spec("one", "files/{id:int}"), spec("stats", "files/stats"),
+                     spec("opt", "tags/{tag?}", ["GET"])], "api")
+
+    def found(path):
+        route, params, _ = router.find(path, "GET")
+        return route and (route.spec.name, params)
+
+    assert found("/api/files/stats") == ("stats", {})
+    assert found("/api/FILES/42/") == ("one", {"id": "42"})
+    assert found("/api/files/a/b%20c") == ("any", {"path": "a/b c"})
+    assert found("/api/tags") == ("opt", {}) and found("/api/tags/x") == ("opt", {"tag": "x"})
+    assert router.find("/api/tags", "POST")[2] == {"GET"} and found("/other/files/1") is None

@@ -84,7 +84,7 @@ def _from_entry(entry: dict, path: Path, key: str) -> Credential | None:
     if entry.get("auth"):
         try:
             username, _, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError, TypeError):
+        except (binascii.Error, ValueError, TypeError):  # ValueError: b64decode of a non-ASCII str
             raise UsageError(f"registry auth file {path}: the 'auth' of {key} is not base64 user:password") from None
     if entry.get("identitytoken"):
         return Credential(username=None, password=entry["identitytoken"])
@@ -115,6 +115,9 @@ def _from_helper(helper: str, server: str, *, missing_ok: bool = False) -> Crede
     except ValueError:
         raise AuthError(f"credential helper docker-credential-{helper} answered something that is not JSON",
                         status=0) from None
+    if not isinstance(data, dict):
+        raise AuthError(f"credential helper docker-credential-{helper} answered JSON that is not an object",
+                        status=0)
     user, secret = data.get("Username"), data.get("Secret")
     if user == "<token>":
         return Credential(password=secret)

@@ -119,7 +119,8 @@ class RegistryAuth(httpx.Auth):
         except httpx.HTTPError as exc:
             raise TransportError(f"{where}: {exc.__class__.__name__}") from None
         if response.status_code in (401, 403):
-            hint = "the username or password is wrong" if cred else "anonymous access is not allowed"
+            hint = ("the identity token was refused" if cred and cred.identity_token
+                    else "the username or password is wrong" if cred else "anonymous access is not allowed")
             raise AuthError(f"{where} refused the credentials ({response.status_code}): {hint}",
                             status=response.status_code, codes=("UNAUTHORIZED",))
         if response.status_code != 200:

@@ -20,7 +20,9 @@ log = logging.getLogger("importcore.devhost")
 def serve(*, port: int = 7071, host: str = "127.0.0.1", app_module: str = "function_app",
           host_json: Path | None = None) -> None:
     """Run the app in the current directory (like `func start`) until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Like `func start`: show invocations and the functions' own INFO logs, even if a caller set WARNING.
+    logging.getLogger().setLevel(logging.INFO)
     # The SDKs log every storage request at INFO; queue polling would drown the invocation log.
     logging.getLogger("azure").setLevel(logging.WARNING)
     root = Path.cwd()

@@ -5,6 +5,7 @@ import hmac
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +38,7 @@ class Route:
     rank: tuple[int, ...]
 
     def match(self, path: str) -> dict[str, str] | None:
-        """Route params when path (below the prefix, no leading slash) matches."""
+        """Route params (defaults filled in) when the path below the route prefix matches."""
         found = self.pattern.match("/" + path.strip("/"))
         if not found:
             return None
@@ -239,10 +240,21 @@ class _TooLarge(ValueError):
     """The request body exceeds MAX_BODY."""
 
 
+class _Server(ThreadingHTTPServer):
+    """Reports handler errors (mostly clients hanging up) to the log instead of stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A dropped connection is the client's business (DEBUG); anything else is a devhost bug (ERROR)."""
+        dropped = isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError))
+        log.log(logging.DEBUG if dropped else logging.ERROR, "HTTP request from %s failed", client_address[0],
+                exc_info=True)
+
+
 def make_server(devhost: Any, bind: str, port: int) -> ThreadingHTTPServer:
     """A threading server whose handlers reach the DevHost as server.devhost."""
-    server = ThreadingHTTPServer((bind, port), Handler)
-    server.daemon_threads = True
+    server = _Server((bind, port), Handler)
     server.devhost = devhost  # type: ignore[attr-defined]
     return server
 
