@@ -41,7 +41,7 @@ def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, tar
             if mount_from is not None:
                 try:
                     location = target.blob_mount(target_repo, blob.digest, mount_from)
-                except KeyError:
+                except AuthError:
                     # No pull on mount_from (a token scoped to the target repository): upload instead.
                     location = None
                 else:

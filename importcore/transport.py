@@ -13,6 +13,7 @@ import typing
 import httpcore
 import httpx
 
+from . import redact
 from .hostpolicy import HostPolicy
 
 __all__ = ["make_http_client"]
@@ -40,6 +41,7 @@ class _GuardedBackend(httpcore.SyncBackend):
 
 
 def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: float = 60.0) -> httpx.Client:
+    redact.install()  # httpx logs request URLs; upload URLs carry _state
     transport = httpx.HTTPTransport(retries=0)
     # httpx 0.28 does not expose network_backend; the pool is rebuilt with ours (pinned version).
     transport._pool = httpcore.ConnectionPool(
