@@ -44,6 +44,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    for name in ("httpx", "httpcore", "importcore"):
+    # Logger filters are not inherited by child loggers: name each one that logs.
+    for name in ("httpx", "httpcore", "importcore", "importcore.worker", "importcore.sweeper", "importcore.service"):
         logging.getLogger(name).addFilter(RedactingFilter())
     _installed = True

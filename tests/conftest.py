@@ -118,3 +118,147 @@ def local_env(monkeypatch, tmp_path):
         return auth_file
 
     return SimpleNamespace(auth_file=auth_file, home=home, write_auth=write_auth)
+
+
+# --- The function app on a local Functions host (devhost) against Azurite --------------------------------
+# Self-contained: everything below is used by test_app_e2e.py, test_worker.py and test_secrets_at_rest.py.
+
+APP_QUEUE_OPTIONS = {
+    "batchSize": 4, "newBatchThreshold": 2, "maxPollingInterval": "00:00:00.200",
+    # Small, so a message whose invocation failed comes back at once (the poison test needs 5 deliveries).
+    "visibilityTimeout": "00:00:00", "maxDequeueCount": 5, "messageEncoding": "base64",
+}
+NEVER_SCHEDULE = "0 0 0 1 1 *"  # valid, but not due during a test: tests fire the timer with run_timer
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """One Azurite for the session; tests isolate themselves with their own queue and table names."""
+    from tests.support.azurite import Azurite
+
+    server = Azurite()
+    yield server
+    server.stop()
+
+
+class AppHost:
+    """A started DevHost on function_app.app plus the clients tests use to look behind it."""
+
+    def __init__(self, host, env: dict, connection_string: str) -> None:
+        import httpx
+
+        self.host, self.env, self.connection_string = host, env, connection_string
+        self.url, self.queue_name, self.table_name = host.url, env["IMPORT_QUEUE"], env["IMPORT_JOBS_TABLE"]
+        self.http = httpx.Client(base_url=host.url, timeout=30.0)
+
+    def service(self):
+        import function_app
+
+        return function_app.service()
+
+    def post_import(self, body, **kw):
+        if isinstance(body, (bytes, str)):
+            return self.http.post("/api/imports", content=body, **kw)
+        return self.http.post("/api/imports", json=body, **kw)
+
+    def status(self, job_id: str) -> dict:
+        r = self.http.get(f"/api/imports/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, job_id: str, predicate=lambda j: j["status"] in ("Succeeded", "Failed"),
+                 timeout: float = 30.0) -> dict:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.status(job_id)
+            if predicate(job):
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
+            time.sleep(0.05)
+
+    def queue_client(self, name: str | None = None, *, decoded: bool = False):
+        from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+        return QueueClient.from_connection_string(
+            self.connection_string, name or self.queue_name,
+            message_decode_policy=TextBase64DecodePolicy() if decoded else None)
+
+    def peek(self, name: str | None = None) -> list[str]:
+        """Raw text of up to 32 visible messages (as stored, i.e. base64)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return [m.content for m in self.queue_client(name).peek_messages(max_messages=32)]
+        except ResourceNotFoundError:
+            return []
+
+    def table_client(self):
+        from azure.data.tables import TableClient
+
+        return TableClient.from_connection_string(self.connection_string, table_name=self.table_name)
+
+    def entities(self) -> list[dict]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return list(self.table_client().list_entities())
+        except ResourceNotFoundError:
+            return []
+
+
+@pytest.fixture
+def app_host_factory(azurite, target_registry, tmp_path):
+    """``app_host_factory(host_json=None, **env) -> AppHost``: function_app.app on a started DevHost.
+
+    Each host gets its own queue and table, a fresh IMPORT_CREDENTIAL_KEY, target_registry as the
+    target, 127.0.0.1 as plain-http and allowed-private, an empty auth file, and a timer that never fires
+    by itself. ``env`` overrides or adds settings (e.g. ``**{"AzureWebJobs.run_import.Disabled": "true"}``
+    to keep messages in the queue). Only one host runs at a time: the app reads os.environ.
+    """
+    import uuid
+
+    import function_app
+    from cryptography.fernet import Fernet
+
+    from importcore.devhost import DevHost
+
+    auth_file = tmp_path / "app-auth.json"
+    auth_file.write_text("{}")
+    hosts: list = []
+
+    def make(host_json: dict | None = None, **overrides: str) -> AppHost:
+        suffix = uuid.uuid4().hex[:12]
+        env = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "IMPORT_QUEUE": f"imports-{suffix}",
+            "IMPORT_JOBS_TABLE": f"jobs{suffix}",
+            "IMPORT_TARGET_REGISTRY": target_registry.host,
+            "IMPORT_PLAIN_HTTP_REGISTRIES": "127.0.0.1",
+            "IMPORT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
+            "IMPORT_CREDENTIAL_KEY": Fernet.generate_key().decode(),
+            "IMPORT_TIMER_SCHEDULE": NEVER_SCHEDULE,
+            "REGISTRY_AUTH_FILE": str(auth_file),
+            **overrides,
+        }
+        function_app.service.cache_clear()  # the service is built from os.environ on first use
+        host = DevHost(function_app.app, host_json=host_json or {"extensions": {"queues": APP_QUEUE_OPTIONS}},
+                       env=env, stop_timeout=10)
+        host.start()
+        app = AppHost(host, env, azurite.connection_string)
+        hosts.append(app)
+        app.service()  # built now, with the host's settings exported, before any invocation races for it
+        return app
+
+    yield make
+    for app in reversed(hosts):
+        app.http.close()
+        app.host.stop()
+    function_app.service.cache_clear()
+
+
+@pytest.fixture
+def app_host(app_host_factory):
+    """function_app.app on a started DevHost with the default test settings (see app_host_factory)."""
+    return app_host_factory()

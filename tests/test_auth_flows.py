@@ -24,6 +24,10 @@ def _auth_json(entries: dict[str, tuple[str, str]]) -> str:
                                  for host, (u, p) in entries.items()}})
 
 
+def _scope_set(token_request: dict) -> tuple:
+    return tuple(sorted((name, tuple(sorted(actions))) for _, name, actions in token_request["scopes"]))
+
+
 # ---- Basic (htpasswd) -----------------------------------------------------------------------------
 
 def test_htpasswd_source_with_username_and_password(capsys, local_env, htpasswd_registry, target_registry,
@@ -119,27 +123,39 @@ def test_token_registry_as_source_and_as_target_with_cached_tokens(capsys, local
     local_env.write_auth({token_registry.host: BOB})
     before = len(token_server.requests_for(unique_repo))
     res = run_json(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1", "--name", token_registry.host)
+    fetched = token_server.requests_for(unique_repo)[before:]
     assert res["digest"] == pushed.digest and res["blobs"]["copied"] == len(pushed.blobs) == 8
     assert skopeo_digest(f"{token_registry.host}/{unique_repo}:v1", creds=BOB) == pushed.digest
-    fetched = token_server.requests_for(unique_repo)[before:]
-    # 8 blobs x (HEAD, POST, PUT) + 3 manifests x (HEAD, PUT) and more: one token per scope set, not per request
-    assert 1 <= len(fetched) <= 3, fetched
+    # 8 blobs x (HEAD, POST, PUT) + 3 manifests x (HEAD, PUT) and more, from 4 threads: one token
+    # per scope set (here: pull,push on the repository), not one per request
+    assert len(fetched) == len({_scope_set(r) for r in fetched}) == 1, fetched
     assert all(r["user"] == BOB[0] and r["status"] == 200 for r in fetched)
 
-    # out of the token registry: anonymous pull (the default ACL), into an anonymous target
+    # out of the token registry, into an anonymous target
     before = len(token_server.requests_for(unique_repo))
     res = run_json(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1", "--name", target_registry.host,
                    "--image", f"{unique_repo}/out:v1")
+    fetched = token_server.requests_for(unique_repo)[before:]
     assert res["digest"] == pushed.digest and res["blobs"]["copied"] == 8
     assert skopeo_digest(f"{target_registry.host}/{unique_repo}/out:v1") == pushed.digest
-    fetched = token_server.requests_for(unique_repo)[before:]
-    assert 1 <= len(fetched) <= 2, fetched
+    assert len(fetched) == len({_scope_set(r) for r in fetched}) == 1, fetched
+    assert fetched[0]["user"] == BOB[0]  # the source's credentials come from the same auth file
+
 
     # token registry to itself: everything mounted
     res = run_json(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1", "--name", token_registry.host,
                    "--image", f"{unique_repo}/copy:v1")
     assert res["blobs"] == {"copied": 0, "skipped": 0, "mounted": 8} and res["bytes"] == 0
     assert skopeo_digest(f"{token_registry.host}/{unique_repo}/copy:v1", creds=BOB) == pushed.digest
+
+    # no credentials at all: an anonymous pull token (the default ACL lets anyone pull)
+    local_env.auth_file.write_text("{}")
+    before = len(token_server.requests_for(unique_repo))
+    res = run_json(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1", "--name", target_registry.host,
+                   "--image", f"{unique_repo}/anon:v1")
+    fetched = token_server.requests_for(unique_repo)[before:]
+    assert res["digest"] == pushed.digest and res["blobs"]["copied"] == 8
+    assert [r["user"] for r in fetched] == [None]
 
 
 def test_token_registry_source_with_credentials_when_anonymous_is_denied(capsys, local_env, token_registry,
@@ -175,7 +191,7 @@ def test_password_only_is_an_identity_token(capsys, local_env, token_registry, t
     refresh = r.raise_for_status().json()["refresh_token"]
     before = len(token_server.requests_for(unique_repo))
     res = run_json(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1", "--name", target_registry.host,
-                   "--password", refresh)
+                   f"--password={refresh}")  # '=': a base64url token may start with '-'
     assert res["digest"] == pushed.digest
     assert skopeo_digest(f"{target_registry.host}/{unique_repo}:v1") == pushed.digest
     used = token_server.requests_for(unique_repo)[before:]
@@ -202,7 +218,7 @@ def test_pull_only_grant_on_the_target_is_a_clear_error(capsys, local_env, sourc
     assert rc == 1 and out == ""
     line = error_line(err)
     assert token_registry.host in line and unique_repo in line
-    assert "401" in line and f"do not grant repository:{unique_repo}:pull,push" in line
+    assert "401" in line and f"do not grant repository:{unique_repo}:" in line and "push" in line
     assert BOB[1] not in err
     with Pusher(token_registry, *BOB) as t:
         assert t.get_manifest(unique_repo, "v1").status_code == 404

@@ -127,6 +127,8 @@ class JobStore:
 
     def query(self, query_filter: str, **parameters: object) -> Iterator[Job]:
         self._ensure()
-        for entity in self._table.query_entities(f"PartitionKey eq '{PARTITION}' and ({query_filter})",
+        # azure-data-tables substitutes @name only in words split on single spaces: "(... @now)" would
+        # look up "now)" and raise KeyError, so the parentheses stand apart from the filter.
+        for entity in self._table.query_entities(f"PartitionKey eq '{PARTITION}' and ( {query_filter} )",
                                                  parameters=parameters):
             yield Job.from_entity(entity)
