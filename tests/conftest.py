@@ -224,8 +224,11 @@ def app_host_factory(azurite, target_registry, tmp_path):
 
     from importcore.devhost import DevHost
 
-    auth_file = tmp_path / "app-auth.json"
-    auth_file.write_text("{}")
+    # An empty docker config via DOCKER_CONFIG, not REGISTRY_AUTH_FILE: the host exports its env to
+    # os.environ, and docker-registry reads REGISTRY_* variables as config overrides (auth.file).
+    docker_config = tmp_path / "app-docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text("{}")
     hosts: list = []
 
     def make(host_json: dict | None = None, **overrides: str) -> AppHost:
@@ -239,7 +242,7 @@ def app_host_factory(azurite, target_registry, tmp_path):
             "IMPORT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
             "IMPORT_CREDENTIAL_KEY": Fernet.generate_key().decode(),
             "IMPORT_TIMER_SCHEDULE": NEVER_SCHEDULE,
-            "REGISTRY_AUTH_FILE": str(auth_file),
+            "DOCKER_CONFIG": str(docker_config),
             **overrides,
         }
         function_app.service.cache_clear()  # the service is built from os.environ on first use

@@ -74,7 +74,8 @@ def test_noforce_conflict_fails_once_and_force_overwrites(app_host, source_regis
     with Pusher(target_registry) as p:
         existing = push_image(p, unique_repo, "stable")
 
-    job_id = app_host.post_import(import_body(source_registry, f"{unique_repo}:stable", f"{unique_repo}:stable")).json()["id"]
+    request = import_body(source_registry, f"{unique_repo}:stable", f"{unique_repo}:stable")
+    job_id = app_host.post_import(request).json()["id"]
     failed = app_host.wait_for(job_id)
 
     assert failed["status"] == "Failed" and failed["attempts"] == 1 and failed["result"] is None
@@ -83,6 +84,8 @@ def test_noforce_conflict_fails_once_and_force_overwrites(app_host, source_regis
     assert f"{unique_repo}:stable" in error["message"] and "\n" not in error["message"]
     assert skopeo_digest(f"{target_registry.host}/{unique_repo}:stable") == existing.digest  # untouched
     app_host.host.run_timer("sweep_imports")  # a permanent failure is not retried
+    assert app_host.service().sweep() == {"recovered": 0, "requeued": 0, "failed": 0, "uploadsCancelled": 0,
+                                          "expired": 0}
     assert app_host.status(job_id)["attempts"] == 1 and app_host.peek() == []
 
     forced = app_host.post_import(import_body(source_registry, f"{unique_repo}:stable", f"{unique_repo}:stable",
@@ -91,7 +94,8 @@ def test_noforce_conflict_fails_once_and_force_overwrites(app_host, source_regis
     assert skopeo_digest(f"{target_registry.host}/{unique_repo}:stable") == wanted.digest
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "%27%20or%20%271%27%3D%271"])
+@pytest.mark.parametrize("job_id", [pytest.param(str(uuid.uuid4()), id="unknown-uuid"), "not-a-uuid",
+                                    pytest.param("%27%20or%20%271%27%3D%271", id="quote-injection")])
 def test_unknown_id_is_404_json(app_host, job_id):
     r = app_host.http.get(f"/api/imports/{job_id}")
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
@@ -155,6 +159,7 @@ BAD_BODIES = [
     ("too-large", body_with(padding="x" * (64 * 1024)), "body"),
     ("loopback-not-allowed", body_with(source_registryUri="127.0.0.2:5000"), "source.registryUri"),
     ("metadata-address", body_with(source_registryUri="169.254.169.254"), "source.registryUri"),
+    ("unresolvable-registry", body_with(source_registryUri="registry.invalid"), "source.registryUri"),
     ("private-in-sourceImage", body_with(source_registryUri=None, source_sourceImage="10.1.2.3:5000/team/app:1"),
      "source.sourceImage"),
 ]
@@ -169,7 +174,7 @@ def test_bad_body_is_400_naming_the_field_and_nothing_is_enqueued(app_host_facto
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["target"] == target, error
-    assert error["code"] in ("InvalidRequest", "HostNotAllowed", "LimitExceeded") and error["message"]
+    assert error["code"] in ("InvalidRequest", "HostNotAllowed", "ConnectionFailed") and error["message"]
     assert "\n" not in error["message"] and "Traceback" not in r.text
     assert app.peek() == [] and app.entities() == []
 
@@ -185,7 +190,7 @@ def test_valid_body_enqueues_one_message_and_writes_one_row(app_host_factory):
     assert row["RowKey"] == r.json()["id"] and row["status"] == "Queued"
 
 
-def test_function_key_is_required_when_configured(app_host_factory, source_registry):
+def test_function_key_is_required_when_configured(app_host_factory):
     app = app_host_factory(DEVHOST_FUNCTION_KEY="k3y-for-tests", **NO_WORKER)
     assert app.post_import(body_with()).status_code == 401
     assert app.post_import(body_with(), headers={"x-functions-key": "wrong"}).status_code == 401

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import uuid
 
-from ..errors import HostNotAllowed, ImporterError, UsageError
+from ..errors import HostNotAllowed, ImporterError, TransportError, UsageError
 from ..runner import policy_for
 from ..settings import Settings
 from .api import Reply, error_reply, parse_import_body, request_summary
@@ -46,7 +46,9 @@ class ImportService:
             request = parse_import_body(body, target_registry=self.settings.target_registry,
                                         policy=policy_for(self.settings, self.settings.target_registry))
             sealed = self.box.seal_credential(request.credential)
-        except (UsageError, HostNotAllowed) as exc:
+        except (UsageError, HostNotAllowed, TransportError) as exc:
+            # TransportError: the source host does not resolve, so the host policy cannot be checked;
+            # answering now (naming the field) beats a 500 or a job that fails minutes later.
             return error_reply(400, exc.code, exc.message, exc.target)
         job = Job(id=str(uuid.uuid4()), request=request_summary(request), credential=sealed,
                   next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE))
@@ -77,7 +79,10 @@ class ImportService:
         job_id = decode_message(message)
         job = self.store.get(job_id) if job_id else None
         if job is not None and job.status not in ("Succeeded", "Failed"):
-            self.worker._settle(job, "Failed", error=dict(job.error or {"code": "InternalError"}, retryable=False))
+            # Without a recorded error the status would show a code but no message: say what happened.
+            gave_up = {"code": "InternalError", "message": "every delivery of this import's queue message failed; "
+                       f"the host moved it to the poison queue ({job.attempts} attempts started)"}
+            self.worker._settle(job, "Failed", error=dict(job.error or gave_up, retryable=False))
 
     def sweep(self) -> dict[str, int]:
         return sweep(self.settings, self.store, self.queue, self.worker)

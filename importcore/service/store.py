@@ -44,6 +44,7 @@ class Job:
     created_at: str | None = None
     updated_at: str | None = None
     next_attempt_at: str | None = None  # when the timer should (re-)enqueue it
+    retry_at: str | None = None  # a scheduled retry is not due before this (backoff, Retry-After)
     lease_until: str | None = None  # while Running: after this the worker is presumed dead
     dedupe_key: str | None = None
     etag: str | None = None
@@ -54,14 +55,14 @@ class Job:
                "result": self.result, "error": self.error, "createdAt": self.created_at,
                "updatedAt": self.updated_at, "source": self.request.get("source"),
                "targets": self.request.get("targets", [])}
-        if self.status == "Queued" and self.next_attempt_at and self.attempts:
-            out["nextAttemptAt"] = self.next_attempt_at
+        if self.status == "Queued" and self.retry_at:
+            out["nextAttemptAt"] = self.retry_at
         return out
 
     def to_entity(self) -> dict:
         entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
                   "credential": self.credential, "uploads": self.uploads, "createdAt": self.created_at,
-                  "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at,
+                  "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at,
                   "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key}
         for name in _JSON_FIELDS:
             value = getattr(self, name)
@@ -73,7 +74,7 @@ class Job:
         job = cls(id=entity["RowKey"], status=entity.get("status", "Queued"), attempts=int(entity.get("attempts", 0)),
                   credential=entity.get("credential"), uploads=entity.get("uploads"),
                   created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
-                  next_attempt_at=entity.get("nextAttemptAt"), lease_until=entity.get("leaseUntil"),
+                  next_attempt_at=entity.get("nextAttemptAt"), retry_at=entity.get("retryAt"), lease_until=entity.get("leaseUntil"),
                   dedupe_key=entity.get("dedupeKey"), etag=entity.metadata.get("etag"))
         for name in _JSON_FIELDS:
             raw = entity.get(name)

@@ -46,6 +46,7 @@ def sweep(settings: Settings, store: JobStore, queue: JobQueue, worker: Worker,
             continue
         # Push the next check a lease away first: a second sweep must not enqueue it again.
         job.next_attempt_at = iso(now + dt.timedelta(seconds=settings.lease_seconds))
+        job.retry_at = None  # due now: the message we send must not be taken for a stray duplicate
         try:
             store.save(job)
         except StaleJob:

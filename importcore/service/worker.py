@@ -54,11 +54,20 @@ class Worker:
         now = utcnow()
         if job.status == "Running" and job.lease_until and job.lease_until > iso(now):
             return "running-elsewhere"
+        if job.status == "Queued" and job.retry_at and job.retry_at > iso(now):
+            # A stray duplicate of an earlier message: the backoff (and any Retry-After) still holds;
+            # the timer sends a fresh message once the retry is due.
+            return "not-due"
         if job.attempts >= self.settings.max_attempts:
             self._fail(job, job.error or {"code": "TooManyAttempts"}, note=f"gave up after {job.attempts} attempts")
             return "failed"
+        if job.status == "Running":
+            # Its worker died (the lease expired) and the message came back before the timer did: the
+            # claim below overwrites job.uploads, so cancel that attempt's sessions now or never.
+            self.cancel_uploads(job)
         job.status, job.attempts = "Running", job.attempts + 1
         job.lease_until, job.next_attempt_at = iso(now + dt.timedelta(seconds=self.settings.lease_seconds)), None
+        job.retry_at = None
         try:
             self.store.save(job)
         except StaleJob:
@@ -129,6 +138,12 @@ class Worker:
                          next_attempt_at=iso(utcnow() + dt.timedelta(seconds=delay)))
             log.warning("job %s: attempt %d failed, retry in %.0fs: %s", job.id, job.attempts, delay, exc.message)
             return "retry-scheduled"
+        if exc.retryable:
+            # Out of attempts: a Failed job must not say retryable, and should say why it stopped
+            # (as the timer's give-up does).
+            self._fail(job, exc.to_dict(), note=f"gave up after {job.attempts} attempts")
+            log.warning("job %s: failed after %d attempts: %s", job.id, job.attempts, exc.message)
+            return "failed"
         self._settle(job, "Failed", error=exc.to_dict())
         log.warning("job %s: failed: %s", job.id, exc.message)
         return "failed"
@@ -144,6 +159,7 @@ class Worker:
         for _ in range(5):
             job.status, job.error, job.result = status, error, result
             job.lease_until, job.next_attempt_at = None, next_attempt_at
+            job.retry_at = next_attempt_at if status == "Queued" else None
             if status in ("Succeeded", "Failed"):
                 job.uploads = None
             try:

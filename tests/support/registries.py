@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -131,8 +132,11 @@ class RegistryServer:
             self.port = free_port()
             self.config_path.write_text(json.dumps(self.config(), indent=2))
             log = open(self.log_path, "ab")
+            # Distribution reads REGISTRY_* variables as config overrides; REGISTRY_AUTH_FILE (ours, for
+            # the importer) would make it refuse to start, so the registry gets none of them.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
             self.proc = subprocess.Popen([exe, "serve", str(self.config_path)], stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, env=env)
             log.close()
             try:
                 wait_http(f"{self.url}/v2/", timeout, alive=lambda: self.proc.poll() is None)
