@@ -53,3 +53,19 @@ def poisoned_import(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%IMPORT_TIMER_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def sweep_imports(timer: func.TimerRequest) -> None:
     service().sweep()
+
+
+# Events and webhooks carry their own authenticity (a secret or a signature per sender, checked in
+# importcore.triggers), so they need no function key: registries cannot always add one.
+@app.route(route="events", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.ANONYMOUS)
+def eventgrid_events(req: func.HttpRequest) -> func.HttpResponse:
+    intake = service().intake
+    if req.method == "OPTIONS":
+        return _http(intake.handshake(dict(req.headers)))
+    return _http(intake.eventgrid(req.get_body(), dict(req.headers), dict(req.params)))
+
+
+@app.route(route="webhooks/{provider}/{token?}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().intake.webhook(req.route_params.get("provider", ""), req.get_body(), dict(req.headers),
+                                          dict(req.params), req.route_params.get("token")))

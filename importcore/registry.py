@@ -39,6 +39,11 @@ def redact_url(url: httpx.URL | str) -> str:
     return str(url.copy_with(userinfo=b"", query=None, fragment=None)) + ("?…" if url.query else "")
 
 
+def _netloc(url: httpx.URL) -> str:
+    """host[:port] without userinfo: two registries on one host differ only by port."""
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
 def _short(digest: str) -> str:
     return digest[:19]
 
@@ -68,21 +73,31 @@ class RegistryClient:
     def _send(self, method: str, url: httpx.URL, *, scopes: Iterable[str], what: str,
               headers: dict | None = None, content: object = None, stream: bool = False) -> httpx.Response:
         """One request, following redirects ourselves (credentials only to our own origin)."""
-        for _hop in range(_MAX_REDIRECTS + 1):
+        for hop in range(_MAX_REDIRECTS + 1):
             request = self._http.build_request(method, url, headers=headers, content=content,
                                                extensions={SCOPES: tuple(scopes)})
             auth = self.auth if self._same_origin(url) else None
             self.requests += 1
             try:
                 response = self._http.send(request, auth=auth, stream=True)
+            except (HostNotAllowed, TransportError) as exc:  # the connect-time policy: refused, or no such host
+                if hop == 0 and self._same_origin(url):
+                    raise
+                # A registry chose this URL (a redirect, an upload Location), not the caller: say so,
+                # without its query (signatures, upload state).
+                how = "redirected to" if hop else "the registry's URL"
+                if isinstance(exc, HostNotAllowed):
+                    raise HostNotAllowed(f"{what}: {how} {redact_url(url)}, which is not allowed: {exc.message}",
+                                         target=exc.target) from None
+                raise TransportError(f"{what}: {how} {redact_url(url)}: {exc.message}", target=exc.target) from None
             except ImporterError:
                 raise
             except httpx.StreamConsumed:
                 raise TransportError(f"{what}: the registry asked to re-authenticate mid-upload") from None
             except httpx.TimeoutException:
-                raise TransportError(f"{what}: timed out talking to {url.host}") from None
+                raise TransportError(f"{what}: timed out talking to {_netloc(url)}") from None
             except httpx.HTTPError as exc:
-                raise TransportError(f"{what}: connection to {url.host} failed ({exc.__class__.__name__})") from None
+                raise TransportError(f"{what}: connection to {_netloc(url)} failed ({exc.__class__.__name__})") from None
             if response.status_code in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
                 location = response.headers.get("location")
                 response.close()

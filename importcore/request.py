@@ -21,6 +21,7 @@ class ImportRequest:
     platform: Platform | None = None
     credential: Credential | None = None  # for the source registry
     copy_foreign: bool = False
+    credential_ref: str | None = None  # a REGISTRY_AUTH_FILE entry to use instead of the source host's
 
 
 def resolve_targets(source: Reference, images: list[str], repositories: list[str]) -> tuple[TargetSpec, ...]:

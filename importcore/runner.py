@@ -45,7 +45,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
                 # The policy speaks of hosts; the user needs to know which side was refused, and that it was.
                 raise HostNotAllowed(f"source registry {src_registry} is not allowed: {exc.message}",
                                      target=exc.target) from None
-        src_cred = request.credential or load_credential(settings.auth_file, src_registry)
+        src_cred = request.credential or load_credential(settings.auth_file, request.credential_ref or src_registry)
         tgt_cred = load_credential(settings.auth_file, request.target_registry)
         source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred, role="source")
         target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred,

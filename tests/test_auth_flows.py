@@ -141,7 +141,6 @@ def test_token_registry_as_source_and_as_target_with_cached_tokens(capsys, local
     assert len(fetched) == len({_scope_set(r) for r in fetched}) == 1, fetched
     assert fetched[0]["user"] == BOB[0]  # the source's credentials come from the same auth file
 
-
     # token registry to itself: everything mounted
     res = run_json(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1", "--name", token_registry.host,
                    "--image", f"{unique_repo}/copy:v1")
@@ -197,6 +196,13 @@ def test_password_only_is_an_identity_token(capsys, local_env, token_registry, t
     used = token_server.requests_for(unique_repo)[before:]
     assert used and all(r["method"] == "POST" and r["grant_type"] == "refresh_token" and r["user"] == BOB[0]
                         for r in used)
+    # the same token as a docker config.json `identitytoken` (what `docker login` stores for ACR)
+    local_env.auth_file.write_text(json.dumps({"auths": {token_registry.host: {"identitytoken": refresh}}}))
+    res = run_json(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1", "--name", target_registry.host,
+                   "--image", f"{unique_repo}/from-file:v1")
+    assert res["digest"] == pushed.digest
+    assert token_server.requests_for(unique_repo)[-1]["grant_type"] == "refresh_token"
+    local_env.auth_file.write_text("{}")
     # an unknown identity token: refused by the token service, never echoed
     bogus = "not-a-real-refresh-token-123"
     rc, out, err = run_cli(capsys, "--source", f"{token_registry.host}/{unique_repo}:v1",

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import stamina
 
 from importcore.cli import main
 from tests.support.images import (Pusher, push_artifact_empty_config, push_helm_chart, push_image, push_index,
                                   sha256)
-from tests.support.skopeo import SkopeoError, skopeo_digest, skopeo_raw
+from tests.support.skopeo import skopeo_digest, skopeo_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,8 +89,9 @@ def test_every_shape_is_copied_byte_for_byte(capsys, local_env, source_registry,
     assert res["blobs"] == {"copied": len(pushed.blobs), "skipped": 0, "mounted": 0}
     assert res["bytes"] == pushed.total_blob_bytes
     with Pusher(target_registry) as t:
-        for digest, size in pushed.blobs:  # every blob arrived, whole
-            assert t.get_blob(unique_repo, digest).content.__len__() == size
+        for digest, size in pushed.blobs:  # every blob arrived, whole and unaltered
+            data = t.get_blob(unique_repo, digest).content
+            assert len(data) == size and sha256(data) == digest
         for child in pushed.children:  # child manifests pushed by digest
             assert t.get_manifest(unique_repo, child.digest).content == child.raw
 
@@ -231,11 +234,43 @@ def test_bad_source_reference_is_a_usage_error(capsys, local_env, target_registr
     (["--repository", "repo:v1"], "takes no tag"),
     (["--platform", "linux"], "platform"),
     (["--username", "u"], "--password"),
+    (["--registry", "/subscriptions/x/resourceGroups/y/providers/Microsoft.ContainerRegistry/registries/z"],
+     "--registry"),
+    (["--name", "bad_host!"], "invalid registry"),
 ])
 def test_bad_target_or_flag_is_a_usage_error(capsys, local_env, target_registry, flags, names):
     rc, out, err = run_cli(capsys, "--source", "127.0.0.1:5000/ok:v1", "--name", target_registry.host, *flags)
     assert rc == 2 and out == ""
     assert names in error_line(err)
+
+
+@pytest.mark.parametrize("setting, value, names", [
+    ("IMPORT_MAX_MANIFESTS", "0", "IMPORT_MAX_MANIFESTS=0"),
+    ("IMPORT_MAX_LAYER_BYTES_PUBLIC", "2GB", "IMPORT_MAX_LAYER_BYTES_PUBLIC='2GB'"),
+])
+def test_bad_setting_is_a_usage_error(capsys, local_env, monkeypatch, source_registry, target_registry,
+                                      setting, value, names):
+    monkeypatch.setenv(setting, value)
+    rc, out, err = run_cli(capsys, "--source", f"{source_registry.host}/x:v1", "--name", target_registry.host)
+    assert rc == 2 and out == "" and names in error_line(err)
+
+
+def test_unreadable_auth_file_is_a_usage_error(capsys, local_env, source_registry, target_registry):
+    local_env.auth_file.write_text("{not json")
+    rc, out, err = run_cli(capsys, "--source", f"{source_registry.host}/x:v1", "--name", target_registry.host)
+    assert rc == 2 and out == ""
+    assert str(local_env.auth_file) in error_line(err)
+
+
+def test_unreachable_source_names_host_and_port(capsys, local_env, target_registry):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with stamina.set_testing(True, attempts=2):  # the retries themselves, without their backoff
+        rc, out, err = run_cli(capsys, "--source", f"127.0.0.1:{port}/x:v1", "--name", target_registry.host)
+    assert rc == 1 and out == ""
+    line = error_line(err)
+    assert f"connection to 127.0.0.1:{port} failed" in line and "x:v1" in line
 
 
 def test_no_target_registry_is_a_usage_error(capsys, local_env, monkeypatch, source_registry):

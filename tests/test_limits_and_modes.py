@@ -4,16 +4,14 @@ digests, tag lists, blob HEADs, the one `error:` line).
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
 
 import pytest
 
-from tests.support.images import (DOCKER_FOREIGN, DOCKER_MANIFEST, OCI_MANIFEST, Pusher, _odd_json,
-                                  push_image, push_index, sha256)
-from tests.support.skopeo import SkopeoError, skopeo_digest, skopeo_raw
+from tests.support.images import DOCKER_FOREIGN, DOCKER_MANIFEST, Pusher, _odd_json, push_image, push_index
+from tests.support.skopeo import skopeo_digest, skopeo_raw
 from tests.test_cli_import import blob_present, error_line, run_cli, run_json
 
 
@@ -189,8 +187,8 @@ def test_layer_size_limit_applies_to_public_sources_only(capsys, local_env, monk
     assert _no_tag(target_registry, unique_repo, "v1")
     with Pusher(target_registry) as t:
         assert not any(blob_present(t, unique_repo, d) for d, _ in pushed.blobs)
-    # the same source, not listed as public: the limit does not apply
-    monkeypatch.setenv("IMPORT_PUBLIC_REGISTRIES", "docker.io")
+    # the same source, not public (the default list: Docker Hub, MCR, ...): the limit does not apply
+    monkeypatch.delenv("IMPORT_PUBLIC_REGISTRIES")
     res = run_json(capsys, "--source", src, "--name", target_registry.host)
     assert res["bytes"] == pushed.total_blob_bytes
     assert skopeo_digest(f"{target_registry.host}/{unique_repo}:v1") == pushed.digest
@@ -198,21 +196,25 @@ def test_layer_size_limit_applies_to_public_sources_only(capsys, local_env, monk
 
 # ---- a corrupted source blob --------------------------------------------------------------------
 
+@pytest.mark.parametrize("damage, names", [("flip", "digest mismatch"), ("truncate", "the descriptor declares")])
 def test_corrupted_source_blob_fails_naming_the_digest_and_tags_nothing(capsys, local_env, source_registry,
-                                                                        target_registry, unique_repo):
+                                                                        target_registry, unique_repo, damage, names):
     with Pusher(source_registry) as p:
         pushed = push_index(p, unique_repo, "v1", layer_size=4000)
     victim = pushed.children[1].blobs[-1][0]  # a layer of the second image
     path = source_registry.blob_data_path(victim)
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[-10:]
     path.write_bytes(bytes(data))
     rc, out, err = run_cli(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1",
                            "--name", target_registry.host, "--image", f"{unique_repo}:v1",
                            "--repository", f"{unique_repo}/untagged")
     assert rc == 1 and out == ""
     line = error_line(err)
-    assert victim in line and "digest" in line
+    assert victim in line and names in line
     assert _no_tag(target_registry, unique_repo, "v1")
     with Pusher(target_registry) as t:
         assert not blob_present(t, unique_repo, victim)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterable
 
 import httpx
 
-from ..errors import AuthError, RegistryError, TransportError
+from ..errors import AuthError, HostNotAllowed, RegistryError, TransportError
 from .challenge import Challenge, parse_challenges
 from .credentials import Credential
 
@@ -91,7 +91,10 @@ class RegistryAuth(httpx.Auth):
         return False
 
     def _fetch_token(self, challenge: Challenge, scopes: Iterable[str]) -> tuple[str, float]:
-        realm = httpx.URL(challenge.realm or "")
+        try:
+            realm = httpx.URL(challenge.realm or "")
+        except httpx.InvalidURL:  # e.g. realm="http://0177.0.0.1/": the challenge is the registry's to write
+            realm = httpx.URL("")
         if realm.scheme not in ("http", "https") or not realm.host:
             raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
         scopes = list(scopes) or [s for s in challenge.params.get("scope", "").split(" ") if s]
@@ -107,15 +110,33 @@ class RegistryAuth(httpx.Auth):
                 # OAuth2 refresh-token grant, as docker does with an identitytoken
                 form = dict(params[:1]) | {"scope": " ".join(scopes), "grant_type": "refresh_token",
                                            "refresh_token": cred.identity_token, "client_id": "registry-importer"}
-                response = self._http.post(realm, data=form)
+                request = self._http.build_request("POST", realm, data=form)
             else:
                 headers = {}
                 if cred and cred.username:
                     if realm.scheme != "https" and not self._plain_http:
                         raise AuthError(f"{where}: refusing to send credentials to a plain-http realm", status=401)
                     headers["Authorization"] = _basic(cred.username, cred.password or "")
-                response = self._http.get(realm.copy_with(params=params), headers=headers)
-            body = response.read()[:_MAX_TOKEN_BODY]
+                request = self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
+            # Streamed and read only up to the cap (+1 to tell "too long"): the realm is whatever
+            # the registry's challenge says, and an endless body must not be buffered first.
+            response = self._http.send(request, stream=True)
+            try:
+                chunks, total = [], 0
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > _MAX_TOKEN_BODY:
+                        break
+                body = b"".join(chunks)[:_MAX_TOKEN_BODY + 1]
+            finally:
+                response.close()
+        except HostNotAllowed as exc:
+            # The realm comes from the registry's challenge: name it as the thing refused.
+            raise HostNotAllowed(f"{where}: the token realm is not allowed: {exc.message}",
+                                 target=exc.target) from None
+        except TransportError as exc:  # from the connect-time policy: the realm does not resolve
+            raise TransportError(f"{where}: {exc.message}", target=exc.target) from None
         except httpx.HTTPError as exc:
             raise TransportError(f"{where}: {exc.__class__.__name__}") from None
         if response.status_code in (401, 403):
@@ -125,6 +146,9 @@ class RegistryAuth(httpx.Auth):
                             status=response.status_code, codes=("UNAUTHORIZED",))
         if response.status_code != 200:
             raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
+        if len(body) > _MAX_TOKEN_BODY:
+            raise AuthError(f"{where} answered with more than {_MAX_TOKEN_BODY} bytes, too long for a token",
+                            status=200)
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")

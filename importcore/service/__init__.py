@@ -8,11 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from functools import cached_property
 
 from ..errors import HostNotAllowed, ImporterError, TransportError, UsageError
+from ..request import ImportRequest
 from ..runner import policy_for
 from ..settings import Settings
+from ..triggers import dedupe_window, target_key
 from .api import Reply, error_reply, parse_import_body, request_summary
+from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
 from .store import Job, JobStore, iso, utcnow
@@ -34,6 +38,7 @@ class ImportService:
         self.store = store or JobStore(settings.storage_connection, settings.jobs_table)
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name)
         self.box = SecretBox(settings.credential_key)
+        self.dedupe_window = dedupe_window()
         self.worker = Worker(settings, self.store, self.box, **({"executor": executor} if executor else {}))
 
     @classmethod
@@ -50,12 +55,28 @@ class ImportService:
             # TransportError: the source host does not resolve, so the host policy cannot be checked;
             # answering now (naming the field) beats a 500 or a job that fails minutes later.
             return error_reply(400, exc.code, exc.message, exc.target)
-        job = Job(id=str(uuid.uuid4()), request=request_summary(request), credential=sealed,
-                  next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE))
+        job, _ = self.create_job(request, sealed_credential=sealed)
+        return Reply(202, job.view(), (("Location", f"/api/imports/{job.id}"),))
+
+    def create_job(self, request: ImportRequest, *, sealed_credential: str | None = None,
+                   dedupe: str | None = None) -> tuple[Job, bool]:
+        """Record a Queued job and enqueue it; with `dedupe`, a fresh duplicate returns the first job
+        instead (created False)."""
+        job_id = str(uuid.uuid4())
+        if dedupe and self.dedupe_window > dt.timedelta(0):
+            earlier = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)
+            if earlier is not None:
+                found = self.store.get(earlier)
+                if found is not None:
+                    return found, False
+        first = request.targets[0]
+        job = Job(id=job_id, request=request_summary(request), credential=sealed_credential,
+                  next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE), dedupe_key=dedupe,
+                  target_key=target_key(request.target_registry, first))
         self.store.create(job)
         self.queue.send(job.id)
         log.info("job %s: queued %s", job.id, job.request["source"])
-        return Reply(202, job.view(), (("Location", f"/api/imports/{job.id}"),))
+        return job, True
 
     def status(self, job_id: str) -> Reply:
         try:
@@ -83,6 +104,11 @@ class ImportService:
             gave_up = {"code": "InternalError", "message": "every delivery of this import's queue message failed; "
                        f"the host moved it to the poison queue ({job.attempts} attempts started)"}
             self.worker._settle(job, "Failed", error=dict(job.error or gave_up, retryable=False))
+
+    @cached_property
+    def intake(self) -> EventIntake:
+        """Event Grid and webhooks; the rules file is read once, on the first event."""
+        return EventIntake(self)
 
     def sweep(self) -> dict[str, int]:
         return sweep(self.settings, self.store, self.queue, self.worker)

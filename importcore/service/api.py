@@ -144,7 +144,7 @@ def request_summary(request: ImportRequest) -> dict:
     return {"source": str(request.source), "targetRegistry": request.target_registry,
             "targets": [str(t) for t in request.targets], "mode": "Force" if request.force else "NoForce",
             "platform": str(request.platform) if request.platform else None,
-            "authenticated": request.credential is not None}
+            "authenticated": request.credential is not None, "credentialRef": request.credential_ref}
 
 
 def request_from_summary(summary: dict, credential: Credential | None) -> ImportRequest:
@@ -157,4 +157,4 @@ def request_from_summary(summary: dict, credential: Credential | None) -> Import
     return ImportRequest(source=source, targets=tuple(targets), target_registry=summary["targetRegistry"],
                          force=summary.get("mode") == "Force",
                          platform=Platform.parse(summary["platform"]) if summary.get("platform") else None,
-                         credential=credential)
+                         credential=credential, credential_ref=summary.get("credentialRef"))

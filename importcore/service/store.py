@@ -14,6 +14,7 @@ from azure.data.tables import TableClient, UpdateMode
 __all__ = ["Job", "JobStore", "StaleJob", "utcnow"]
 
 PARTITION = "import"
+DEDUPE_PARTITION = "dedupe"
 STATUSES = ("Queued", "Running", "Succeeded", "Failed")
 _JSON_FIELDS = ("request", "progress", "result", "error")
 
@@ -47,6 +48,7 @@ class Job:
     retry_at: str | None = None  # a scheduled retry is not due before this (backoff, Retry-After)
     lease_until: str | None = None  # while Running: after this the worker is presumed dead
     dedupe_key: str | None = None
+    target_key: str | None = None  # one per target tag: imports with the same key run one at a time
     etag: str | None = None
 
     def view(self) -> dict:
@@ -63,7 +65,8 @@ class Job:
         entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
                   "credential": self.credential, "uploads": self.uploads, "createdAt": self.created_at,
                   "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at,
-                  "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key}
+                  "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key,
+                  "targetKey": self.target_key}
         for name in _JSON_FIELDS:
             value = getattr(self, name)
             entity[name] = json.dumps(value) if value is not None else None
@@ -75,7 +78,7 @@ class Job:
                   credential=entity.get("credential"), uploads=entity.get("uploads"),
                   created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
                   next_attempt_at=entity.get("nextAttemptAt"), retry_at=entity.get("retryAt"), lease_until=entity.get("leaseUntil"),
-                  dedupe_key=entity.get("dedupeKey"), etag=entity.metadata.get("etag"))
+                  dedupe_key=entity.get("dedupeKey"), target_key=entity.get("targetKey"), etag=entity.metadata.get("etag"))
         for name in _JSON_FIELDS:
             raw = entity.get(name)
             setattr(job, name, json.loads(raw) if raw else None if name != "request" else {})
@@ -125,6 +128,35 @@ class JobStore:
             self._table.delete_entity(PARTITION, job.id, etag=job.etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             pass
+
+    def claim_dedupe(self, key: str, job_id: str, window: dt.timedelta) -> str | None:
+        """Atomically take `key` for job_id; returns the earlier job's id when the key is still fresh.
+
+        One marker row per key (insert-if-absent, then etag-guarded takeover once it is older than the
+        window) makes two concurrent deliveries of one event agree on a single job."""
+        self._ensure()
+        now = utcnow()
+        marker = {"PartitionKey": DEDUPE_PARTITION, "RowKey": key, "jobId": job_id, "firstSeen": iso(now)}
+        for _ in range(5):
+            try:
+                self._table.create_entity(marker)
+                return None
+            except ResourceExistsError:
+                pass
+            try:
+                existing = self._table.get_entity(DEDUPE_PARTITION, key)
+            except ResourceNotFoundError:
+                continue
+            first = dt.datetime.strptime(existing["firstSeen"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+            if now - first < window and self.get(existing["jobId"]) is not None:
+                return existing["jobId"]
+            try:
+                self._table.update_entity(marker, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+                return None
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+        return None
 
     def query(self, query_filter: str, **parameters: object) -> Iterator[Job]:
         self._ensure()

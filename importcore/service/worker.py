@@ -61,6 +61,8 @@ class Worker:
         if job.attempts >= self.settings.max_attempts:
             self._fail(job, job.error or {"code": "TooManyAttempts"}, note=f"gave up after {job.attempts} attempts")
             return "failed"
+        if job.status == "Queued" and self._defer_behind_older(job, now):
+            return "waiting"
         if job.status == "Running":
             # Its worker died (the lease expired) and the message came back before the timer did: the
             # claim below overwrites job.uploads, so cancel that attempt's sessions now or never.
@@ -90,6 +92,27 @@ class Worker:
         self._settle(job, "Succeeded", result=result.to_dict())
         log.info("job %s: succeeded %s", job.id, result.digest)
         return "succeeded"
+
+    def _defer_behind_older(self, job: Job, now: dt.datetime) -> bool:
+        """Imports to one target tag run one at a time, oldest first: a newer digest for a tag whose
+        import is still queued or running waits for it instead of racing it to the tag."""
+        if not job.target_key:
+            return False
+        older = [j for j in self.store.query("targetKey eq @k and createdAt le @c", k=job.target_key,
+                                             c=job.created_at or iso(now))
+                 if j.id != job.id and j.status in ("Queued", "Running")
+                 and (j.created_at, j.id) < (job.created_at, job.id)]
+        if not older:
+            return False
+        wait = iso(now + dt.timedelta(seconds=max(5, self.settings.retry_base_seconds)))
+        job.retry_at = job.next_attempt_at = wait
+        job.progress = {"phase": "waiting", "behind": older[0].id}
+        try:
+            self.store.save(job)
+        except StaleJob:
+            pass
+        log.info("job %s: waits for job %s on the same target tag", job.id, older[0].id)
+        return True
 
     def _run(self, job: Job) -> ImportResult:
         request = request_from_summary(job.request, self.box.open_credential(job.credential))

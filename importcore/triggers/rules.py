@@ -1,0 +1,309 @@
+"""Mirror rules: which pushed tags to import, where to, and how (pure; the file is read once).
+
+The rules file is JSON (path in the setting IMPORT_MIRROR_RULES_FILE), documented in docs/events.md:
+
+    {"version": 1,
+     "rules": [
+       {"name": "nginx-stable", "registry": "docker.io", "repository": "library/nginx",
+        "tags": "[0-9.]+", "semver": ">=1.24,<2", "target": "mirror/{repository}",
+        "mode": "NoForce", "platform": "linux/amd64", "credential": "dockerhub"}]}
+
+Rules are tried in order; the first whose registry, repository and tag filters all match wins.
+No match: None (acknowledge the event, import nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from ..auth import Credential
+from ..errors import UsageError
+from ..media import Platform
+from ..reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
+from ..request import ImportRequest
+from .events import PushEvent
+from .semver import Range
+
+__all__ = ["MatchedImport", "MirrorRule", "MirrorRules", "RULES_FILE_SETTING"]
+
+RULES_FILE_SETTING = "IMPORT_MIRROR_RULES_FILE"
+MAX_RULES_FILE_BYTES = 1024 * 1024
+PLACEHOLDERS = ("registry", "repository", "name", "tag")
+MODES = {"noforce": "NoForce", "force": "Force"}
+_FIELDS = ("name", "description", "registry", "repository", "tags", "excludeTags", "semver",
+           "includePrerelease", "target", "targetRegistry", "mode", "platform", "credential")
+_TOP_FIELDS = ("version", "description", "rules")
+_CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+_GLOB_CHARS = frozenset("*?[")
+_SAMPLE = {"registry": "registry.example.com", "repository": "team/app", "name": "app", "tag": "1.0.0"}
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedImport:
+    """What a matched event imports: a pure value; `to_request` makes the ImportRequest."""
+
+    rule_index: int
+    rule_name: str
+    event: PushEvent
+    source: Reference  # pinned by digest when the event had one; the tag is kept
+    target: TargetSpec
+    target_registry: str | None  # None: the app's IMPORT_TARGET_REGISTRY
+    mode: str  # "NoForce" | "Force"
+    platform: Platform | None
+    credential: str | None  # the NAME of a credential entry for the source; never a secret
+
+    @property
+    def force(self) -> bool:
+        return self.mode == "Force"
+
+    def pinned(self, digest: str) -> MatchedImport:
+        """The same import with the source pinned to `digest` (after resolving a Docker Hub tag)."""
+        return replace(self, source=replace(self.source, digest=parse_digest(digest)))
+
+    def resolved_target_registry(self, default: str | None) -> str:
+        registry = self.target_registry or default
+        if not registry:
+            raise UsageError(f"mirror rule {self.rule_index} ({self.rule_name}): no target registry "
+                             "(set targetRegistry in the rule or IMPORT_TARGET_REGISTRY)")
+        return registry
+
+    def to_request(self, default_target_registry: str | None, credential: Credential | None = None) -> ImportRequest:
+        """The ImportRequest; `credential` is what the caller looked up by `self.credential`."""
+        return ImportRequest(source=self.source, targets=(self.target,),
+                             target_registry=self.resolved_target_registry(default_target_registry),
+                             force=self.force, platform=self.platform, credential=credential)
+
+    def dedupe_key(self, default_target_registry: str | None) -> str:
+        from .dedupe import dedupe_key  # local: dedupe is the leaf module
+
+        return dedupe_key(self.source, self.resolved_target_registry(default_target_registry), self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRule:
+    index: int
+    name: str
+    registry: str  # exact host or glob, lowercase
+    repository: str  # fnmatch glob
+    tags: re.Pattern | None
+    exclude_tags: re.Pattern | None
+    semver: Range | None
+    include_prerelease: bool
+    target: str  # template
+    target_registry: str | None
+    mode: str
+    platform: Platform | None
+    credential: str | None
+
+    def matches(self, event: PushEvent) -> bool:
+        if not fnmatchcase(event.registry.lower(), self.registry):
+            return False
+        if not fnmatchcase(event.repository, self.repository):
+            return False
+        tag = event.tag
+        if self.tags is not None and not self.tags.fullmatch(tag):
+            return False
+        if self.exclude_tags is not None and self.exclude_tags.fullmatch(tag):
+            return False
+        if self.semver is not None and not self.semver.contains(tag, include_prerelease=self.include_prerelease):
+            return False
+        return True
+
+    def render_target(self, event: PushEvent) -> TargetSpec:
+        values = _values(event.registry, event.repository, event.tag)
+        text = self.target.format(**values)
+        try:
+            return parse_target(text, default_tag=event.tag)
+        except UsageError as exc:
+            raise UsageError(f"mirror rule {self.index} ({self.name}): target {self.target!r} gives {text[:120]!r} "
+                             f"for {event.reference}: {exc.message}", target=f"rules[{self.index}].target") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRules:
+    rules: tuple[MirrorRule, ...] = ()
+    source: str = "<none>"  # where they were loaded from, for messages
+
+    def match(self, event: PushEvent) -> MatchedImport | None:
+        """The first matching rule's import, or None. UsageError only when a matching rule's target
+        template renders an invalid target for this event (a configuration error, named)."""
+        for rule in self.rules:
+            if rule.matches(event):
+                return MatchedImport(rule_index=rule.index, rule_name=rule.name, event=event,
+                                     source=event.reference, target=rule.render_target(event),
+                                     target_registry=rule.target_registry, mode=rule.mode,
+                                     platform=rule.platform, credential=rule.credential)
+        return None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MirrorRules:
+        """Load IMPORT_MIRROR_RULES_FILE (relative to the working directory, the function app root);
+        unset: no rules, every event is acknowledged and ignored."""
+        env = os.environ if env is None else env
+        path = (env.get(RULES_FILE_SETTING) or "").strip()
+        return cls.load(path) if path else cls()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MirrorRules:
+        p = Path(path).expanduser()
+        try:
+            size = p.stat().st_size
+            if size > MAX_RULES_FILE_BYTES:
+                raise UsageError(f"mirror rules file {p}: {size} bytes, over the {MAX_RULES_FILE_BYTES}-byte limit")
+            text = p.read_text(encoding="utf-8")
+        except UsageError:
+            raise
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read mirror rules file {p}: {exc.__class__.__name__}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        return cls.from_json(text, source=str(p))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "<string>") -> MirrorRules:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"mirror rules file {source}: not valid JSON at line {exc.lineno} column {exc.colno}: "
+                             f"{exc.msg}") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise UsageError(f"mirror rules file {source}: not valid JSON ({exc.__class__.__name__})") from None
+        return cls.from_data(data, source=source)
+
+    @classmethod
+    def from_data(cls, data: object, *, source: str = "<data>") -> MirrorRules:
+        def fail(where: str, message: str) -> UsageError:
+            return UsageError(f"mirror rules file {source}: {where}: {message}", target=where)
+
+        if not isinstance(data, dict):
+            raise fail("top level", 'expected an object {"version": 1, "rules": [...]}')
+        for key in data:
+            if key not in _TOP_FIELDS:
+                raise fail(str(key)[:40], f"unknown field (expected {', '.join(_TOP_FIELDS)})")
+        if data.get("version", 1) != 1 or isinstance(data.get("version"), bool):
+            raise fail("version", f"unsupported version {data.get('version')!r} (expected 1)")
+        rules = data.get("rules")
+        if not isinstance(rules, list):
+            raise fail("rules", "required, an array of rules")
+        return cls(tuple(_rule(i, raw, fail) for i, raw in enumerate(rules)), source)
+
+
+def _rule(i: int, raw: object, fail) -> MirrorRule:
+    where = f"rules[{i}]"
+    if not isinstance(raw, dict):
+        raise fail(where, "a rule must be an object")
+    for key in raw:
+        if key not in _FIELDS:
+            raise fail(f"{where}.{str(key)[:40]}", f"unknown field (expected one of {', '.join(_FIELDS)})")
+
+    def text(key: str, *, required: bool = False, default: str | None = None) -> str | None:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                raise fail(f"{where}.{key}", "required")
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"{where}.{key}", f"expected a non-empty string, got {json.dumps(value)[:60]}")
+        return value.strip()
+
+    name = text("name") or f"rule {i}"
+    text("description")
+    registry = _registry_pattern(text("registry", required=True), f"{where}.registry", fail)
+    repository = text("repository", required=True)
+    if repository != repository.lower():
+        raise fail(f"{where}.repository", f"{repository!r}: repository names are lowercase")
+    if registry == DOCKER_HUB and "/" not in repository and not _GLOB_CHARS.intersection(repository):
+        repository = f"library/{repository}"  # `nginx` on Docker Hub is library/nginx, as in references
+    tags = _regex(text("tags"), f"{where}.tags", fail)
+    exclude = _regex(text("excludeTags"), f"{where}.excludeTags", fail)
+    semver = None
+    if (range_text := text("semver")) is not None:
+        try:
+            semver = Range.parse(range_text)
+        except UsageError as exc:
+            raise fail(f"{where}.semver", exc.message) from None
+    include_prerelease = raw.get("includePrerelease", False)
+    if not isinstance(include_prerelease, bool):
+        raise fail(f"{where}.includePrerelease", "expected true or false")
+    target = _template(text("target", default="{repository}"), f"{where}.target", fail)
+    target_registry = None
+    if (tr := text("targetRegistry")) is not None:
+        try:
+            target_registry = parse_registry(tr)
+        except UsageError as exc:
+            raise fail(f"{where}.targetRegistry", exc.message) from None
+    mode_text = text("mode", default="NoForce")
+    mode = MODES.get(mode_text.lower())
+    if mode is None:
+        raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")
+    platform = None
+    if (pt := text("platform")) is not None:
+        try:
+            platform = Platform.parse(pt)
+        except UsageError as exc:
+            raise fail(f"{where}.platform", exc.message) from None
+    credential = raw.get("credential")
+    if isinstance(credential, dict):
+        raise fail(f"{where}.credential", "must be the NAME of a credential entry, never the secret itself")
+    credential = text("credential")
+    if credential is not None and not _CREDENTIAL_NAME.fullmatch(credential):
+        raise fail(f"{where}.credential", f"{credential[:40]!r}: a credential entry name is 1-64 of letters, "
+                                          "digits, '.', '_', '-'")
+    return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
+                      target_registry, mode, platform, credential)
+
+
+def _registry_pattern(value: str, where: str, fail) -> str:
+    value = value.lower()
+    if _GLOB_CHARS.intersection(value):
+        return value
+    try:
+        return parse_registry(value)  # docker.io aliases, bare ACR names -> myacr.azurecr.io
+    except UsageError as exc:
+        raise fail(where, exc.message) from None
+
+
+def _regex(value: str | None, where: str, fail) -> re.Pattern | None:
+    if value is None:
+        return None
+    try:
+        return re.compile(value)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise fail(where, f"invalid regular expression {value[:60]!r}: {exc}") from None
+
+
+def _template(value: str, where: str, fail) -> str:
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise fail(where, f"invalid template {value[:60]!r}: {exc} (write literal braces as {{{{ and }}}})") from None
+    for _, field_name, spec, conversion in parts:
+        if field_name is None:
+            continue
+        if field_name not in PLACEHOLDERS:
+            raise fail(where, f"unknown placeholder {{{field_name}}} (expected "
+                              f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+        if spec or conversion:
+            raise fail(where, f"placeholder {{{field_name}}} takes no format spec or conversion")
+    sample = value.format(**_SAMPLE)
+    try:
+        parse_target(sample, default_tag=_SAMPLE["tag"])
+    except UsageError as exc:
+        raise fail(where, f"{value!r} does not make a valid repository[:tag] (e.g. {sample[:80]!r}): "
+                          f"{exc.message}") from None
+    return value
+
+
+def _values(registry: str, repository: str, tag: str) -> dict[str, str]:
+    # `{registry}` must be usable as a path component: `localhost:5000` -> `localhost-5000`.
+    return {"registry": registry.lower().replace(":", "-"), "repository": repository,
+            "name": repository.rsplit("/", 1)[-1], "tag": tag}
