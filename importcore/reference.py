@@ -94,7 +94,10 @@ class Reference:
             raise UsageError(f"invalid reference {_show(text)}: only printable ASCII without spaces is allowed")
         rest, at, digest = text.partition("@")
         if at:  # `name@` with nothing after it is not `name`
-            parse_digest(digest, what=f"digest in reference {_show(text)}")
+            try:
+                parse_digest(digest)
+            except UsageError as exc:
+                raise UsageError(f"{exc.message} (in reference {_show(text)})") from None
         name, tag = rest, None
         colon = rest.rfind(":")
         if colon > rest.rfind("/"):
