@@ -12,8 +12,11 @@ from functools import cache
 
 import azure.functions as func
 
+from importcore import telemetry
 from importcore.service import ImportService, Reply
 
+telemetry.configure()  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+telemetry.install_job_filter()  # every log line of an import names its job
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
 

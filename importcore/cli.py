@@ -14,7 +14,7 @@ from .errors import ImporterError, UsageError
 from .media import Platform
 from .progressbar import progress_reporter
 from .reference import Reference, parse_registry
-from .request import ImportRequest, resolve_targets
+from .request import ImportRequest, resolve_targets, source_by_resource_id
 from .settings import Settings
 
 __all__ = ["main"]
@@ -47,12 +47,13 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
     target_registry = args.name or settings.target_registry
     if not target_registry:
         raise UsageError("no target registry: pass --name or set IMPORT_TARGET_REGISTRY")
-    if args.registry:
-        raise UsageError("--registry (source by ACR resource ID) needs Azure Resource Manager, which this "
-                         "build does not reach; give the login server in --source instead")
     if args.username and not args.password:
         raise UsageError("--username needs --password")
-    source = Reference.parse(args.source)
+    resource_id = None
+    if args.registry:
+        source, resource_id = source_by_resource_id(args.registry, args.source, target="--registry")
+    else:
+        source = Reference.parse(args.source)
     credential = Credential(args.username, args.password) if args.password else None
     return ImportRequest(
         source=source,
@@ -62,6 +63,7 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
         platform=Platform.parse(args.platform) if args.platform else None,
         credential=credential,
         copy_foreign=args.copy_foreign_layers,
+        source_resource_id=resource_id,
     )
 
 

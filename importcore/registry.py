@@ -52,14 +52,16 @@ class RegistryClient:
     """One registry, one credential, shared by the threads of an import."""
 
     def __init__(self, registry: str, *, http: httpx.Client, policy: HostPolicy,
-                 credential: Credential | None = None, role: str = "") -> None:
+                 credential: Credential | None = None, role: str = "",
+                 token_provider: Callable | None = None) -> None:
         self.registry = registry
         self.role = role  # "source" / "target": only to say where credentials come from in errors
         api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         scheme = policy.scheme(registry)
         self.base = httpx.URL(f"{scheme}://{api_host}")
         self._http = http
-        self.auth = RegistryAuth(registry, credential, http=http, plain_http=scheme == "http")
+        self.auth = RegistryAuth(registry, credential, http=http, plain_http=scheme == "http",
+                                 token_provider=token_provider)
         self.requests = 0  # requests sent, for the bench and the no-op re-import check
 
     # -- plumbing --------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class RegistryClient:
 
     def _auth_hint(self, response: httpx.Response) -> str:
         """Why a 401 happened, as far as we can tell: no credentials, too little access, or refused."""
-        if self.auth.credential is None:
+        if self.auth.credential is None and self.auth.token_provider is None:
             where = {"source": "--username/--password or REGISTRY_AUTH_FILE",
                      "target": "the target registry's entry in REGISTRY_AUTH_FILE or docker config.json"}
             return f" — credentials are required ({where.get(self.role, 'REGISTRY_AUTH_FILE')})"

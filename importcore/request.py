@@ -9,7 +9,7 @@ from .errors import UsageError
 from .media import Platform
 from .reference import Reference, TargetSpec, parse_target
 
-__all__ = ["ImportRequest", "resolve_targets"]
+__all__ = ["ImportRequest", "resolve_targets", "source_by_resource_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class ImportRequest:
     credential: Credential | None = None  # for the source registry
     copy_foreign: bool = False
     credential_ref: str | None = None  # a REGISTRY_AUTH_FILE entry to use instead of the source host's
+    source_resource_id: str | None = None  # an ACR by ARM resource ID: its login server is looked up at run time
 
 
 def resolve_targets(source: Reference, images: list[str], repositories: list[str]) -> tuple[TargetSpec, ...]:
@@ -45,3 +46,17 @@ def resolve_targets(source: Reference, images: list[str], repositories: list[str
         else:
             targets.append(TargetSpec(source.repository, source.tag or "latest"))
     return tuple(dict.fromkeys(targets))
+
+
+def source_by_resource_id(resource_id: str, image: str, *, target: str) -> tuple[Reference, str]:
+    """`--registry ID --source repo[:tag|@digest]` (az acr import): the reference is parsed against the
+    registry's default login server; execute() swaps in the one ARM reports."""
+    from .arm import parse_resource_id  # values only: no Azure call here
+
+    rid = parse_resource_id(resource_id, target=target)
+    placeholder = f"{rid.name.lower()}.azurecr.io"
+    ref = Reference.parse(image, default_registry=placeholder)
+    if ref.registry != placeholder:
+        raise UsageError(f"with a registry resource ID the source image is repository[:tag|@digest], not {image!r}",
+                         target="source.sourceImage")
+    return ref, str(rid)

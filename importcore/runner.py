@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+from dataclasses import replace
 from collections.abc import Callable
 
 import httpx
 
-from .auth import load_credential
+from .arm import resolve_login_server
+from .auth import Credential, load_credential
+from .auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
+from .auth.identity import StaticTokenCredential, build_credential
 from .copy import CopyOptions, ImportResult, Progress, SessionHook, run_import
 from .errors import HostNotAllowed
 from .hostpolicy import HostPolicy
 from .plan import Limits
+from .reference import parse_registry
 from .registry import RegistryClient
 from .request import ImportRequest
 from .settings import Settings
@@ -25,19 +32,50 @@ def policy_for(settings: Settings, target_registry: str | None) -> HostPolicy:
                       trusted=trusted)
 
 
+_providers: dict[tuple[str, str | None], AcrTokenProvider] = {}
+_providers_lock = threading.Lock()
+
+
+@functools.cache
+def _identity(client_id: str | None):
+    return build_credential(client_id)
+
+
+def token_provider_for(registry: str, credential: Credential | None, settings: Settings,
+                       http: httpx.Client) -> AcrTokenProvider | None:
+    """ACR by Entra ID: the app's identity when no credential was given (kept per process, so its
+    tokens outlive one import), or a password that is an Entra token (az acr import, cross-tenant)."""
+    if not is_acr_login_server(registry):
+        return None
+    if credential is not None:
+        if credential.password and is_entra_token(credential.password):  # lives as long as this import
+            return AcrTokenProvider(StaticTokenCredential(credential.password), registry=registry, http=http)
+        return None
+    key = (registry, settings.managed_identity_client_id)
+    with _providers_lock:
+        if key not in _providers:  # its own client: the import's is closed when the import ends
+            _providers[key] = AcrTokenProvider(_identity(settings.managed_identity_client_id), registry=registry,
+                                               http=make_http_client(policy_for(settings, registry), max_connections=2))
+        return _providers[key]
+
+
 def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable[[Progress], None] = lambda p: None,
             on_session: SessionHook = lambda repo, loc: None, http: httpx.Client | None = None) -> ImportResult:
     """Copy request.source into request.target_registry; raises ImporterError on failure."""
     policy = policy_for(settings, request.target_registry)
-    src_registry = request.source.registry
-    public = src_registry in settings.public_registries
-    limits = Limits(max_manifests=settings.max_manifests,
-                    max_layer_bytes=settings.max_layer_bytes_public if public else None)
-    options = CopyOptions(force=request.force, platform=request.platform, copy_foreign=request.copy_foreign,
-                          limits=limits, concurrency=settings.blob_concurrency)
     own = http is None
     http = http or make_http_client(policy, max_connections=4 * settings.blob_concurrency)
     try:
+        if request.source_resource_id:
+            login = resolve_login_server(request.source_resource_id, _identity(settings.managed_identity_client_id),
+                                         http, settings.arm_endpoint)
+            request = replace(request, source=replace(request.source, registry=parse_registry(login)))
+        src_registry = request.source.registry
+        public = src_registry in settings.public_registries
+        limits = Limits(max_manifests=settings.max_manifests,
+                        max_layer_bytes=settings.max_layer_bytes_public if public else None)
+        options = CopyOptions(force=request.force, platform=request.platform, copy_foreign=request.copy_foreign,
+                              limits=limits, concurrency=settings.blob_concurrency)
         if request.target_registry != src_registry:
             try:
                 policy.check(src_registry)  # fail fast, before any request
@@ -47,9 +85,11 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
                                      target=exc.target) from None
         src_cred = request.credential or load_credential(settings.auth_file, request.credential_ref or src_registry)
         tgt_cred = load_credential(settings.auth_file, request.target_registry)
-        source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred, role="source")
+        source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred, role="source",
+                                token_provider=token_provider_for(src_registry, src_cred, settings, http))
         target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred,
-                                role="target")
+                                role="target",
+                                token_provider=token_provider_for(request.target_registry, tgt_cred, settings, http))
         return run_import(source=source, ref=request.source, target=target, targets=list(request.targets),
                           options=options, on_progress=on_progress, on_session=on_session)
     finally:
@@ -63,8 +103,9 @@ def cancel_sessions(settings: Settings, target_registry: str, sessions: list[dic
         return 0
     policy = policy_for(settings, target_registry)
     with make_http_client(policy) as http:
-        target = RegistryClient(target_registry, http=http, policy=policy,
-                                credential=load_credential(settings.auth_file, target_registry))
+        credential = load_credential(settings.auth_file, target_registry)
+        target = RegistryClient(target_registry, http=http, policy=policy, credential=credential,
+                                token_provider=token_provider_for(target_registry, credential, settings, http))
         for session in sessions:
             target.upload_cancel(httpx.URL(session["location"]), session["repository"])
     return len(sessions)

@@ -47,6 +47,7 @@ def _auth_file(env: Mapping[str, str]) -> Path:
 @dataclass(frozen=True, slots=True)
 class Settings:
     storage_connection: str | None = None
+    storage_account: str | None = None  # identity-based: AzureWebJobsStorage__accountName (shared keys off)
     target_registry: str | None = None
     plain_http_registries: tuple[str, ...] = ()
     allowed_private_hosts: tuple[str, ...] = ()
@@ -62,12 +63,15 @@ class Settings:
     lease_seconds: int = 600
     job_ttl_days: int = 7
     retry_base_seconds: int = 30
+    arm_endpoint: str = "https://management.azure.com"
+    managed_identity_client_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             storage_connection=env.get("AzureWebJobsStorage") or None,
+            storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip() or None,
             target_registry=env.get("IMPORT_TARGET_REGISTRY") or None,
             plain_http_registries=_list(env.get("IMPORT_PLAIN_HTTP_REGISTRIES")),
             allowed_private_hosts=_list(env.get("IMPORT_ALLOWED_PRIVATE_HOSTS")),
@@ -83,4 +87,6 @@ class Settings:
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
             job_ttl_days=_int(env, "IMPORT_JOB_TTL_DAYS", 7),
             retry_base_seconds=_int(env, "IMPORT_RETRY_BASE_SECONDS", 30),
+            arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
+            managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
         )

@@ -30,11 +30,20 @@ def trigger(fn: dict) -> dict:
     return found
 
 
-def test_exactly_the_five_functions(functions):
-    assert set(functions) == {"submit_import", "get_import", "run_import", "poisoned_import", "sweep_imports"}
+def test_exactly_the_declared_functions(functions):
+    assert set(functions) == {"submit_import", "get_import", "run_import", "poisoned_import", "sweep_imports",
+                              "eventgrid_events", "registry_webhook"}
     for name, fn in functions.items():
         assert (fn["func"].__module__, fn["func"].__name__) == ("function_app", name)
         assert fn["json"]["scriptFile"] == "function_app.py"
+
+
+@pytest.mark.parametrize(("name", "route", "methods", "level"), [
+    ("eventgrid_events", "events", ["POST", "OPTIONS"], "ANONYMOUS"),
+    ("registry_webhook", "webhooks/{provider}/{token?}", ["POST"], "ANONYMOUS")])
+def test_event_routes_authenticate_by_their_own_secrets(functions, name, route, methods, level):
+    t = trigger(functions[name])
+    assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, level)
 
 
 @pytest.mark.parametrize(("name", "route", "methods"), [("submit_import", "imports", ["POST"]),

@@ -38,7 +38,8 @@ class RegistryAuth(httpx.Auth):
     """Auth for one registry; shared by all threads of an import (token cache behind a lock)."""
 
     def __init__(self, registry: str, credential: Credential | None, *, http: httpx.Client,
-                 plain_http: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+                 plain_http: bool = False, clock: Callable[[], float] = time.monotonic,
+                 token_provider: Callable[[Challenge, list[str]], tuple[str, float]] | None = None) -> None:
         self.registry = registry
         self._plain_http = plain_http  # an operator-listed http registry may have an http realm
         self.credential = credential
@@ -48,6 +49,9 @@ class RegistryAuth(httpx.Auth):
         self._basic = False
         self._bearer: Challenge | None = None
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        # Another source of bearer tokens, e.g. auth.acr.AcrTokenProvider (ACR's Entra ID exchange):
+        # (challenge, scopes) -> (token, seconds it may be used); replaces the realm request.
+        self.token_provider = token_provider
         self.token_requests = 0  # how many times the token endpoint was asked (tests, bench)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -83,6 +87,8 @@ class RegistryAuth(httpx.Auth):
                 cached = self._tokens.get(scopes)
                 if cached and f"Bearer {cached[0]}" != stale and cached[1] > self._clock():
                     return True  # another thread fetched a fresh one meanwhile
+                if stale and self.token_provider is not None:
+                    self.token_provider.forget(scopes)  # refused: a role may have changed since it was issued
                 self._tokens[scopes] = self._fetch_token(self._bearer, scopes)
             return True
         if "basic" in by_scheme and not self._basic and self.credential and self.credential.username:
@@ -98,6 +104,10 @@ class RegistryAuth(httpx.Auth):
         if realm.scheme not in ("http", "https") or not realm.host:
             raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
         scopes = list(scopes) or [s for s in challenge.params.get("scope", "").split(" ") if s]
+        if self.token_provider is not None:
+            self.token_requests += 1
+            token, valid_for = self.token_provider(challenge, scopes)
+            return token, self._clock() + valid_for
         params = [("service", challenge.params["service"])] if "service" in challenge.params else []
         params += [("scope", s) for s in scopes]
         cred = self.credential

@@ -32,11 +32,17 @@ LOST_MESSAGE_GRACE = dt.timedelta(minutes=5)  # if the message never arrives, th
 class ImportService:
     def __init__(self, settings: Settings, *, store: JobStore | None = None, queue: JobQueue | None = None,
                  executor=None) -> None:
-        if not settings.storage_connection:
-            raise ImporterError("AzureWebJobsStorage is not set")
+        if not settings.storage_connection and not settings.storage_account:
+            raise ImporterError("storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
         self.settings = settings
-        self.store = store or JobStore(settings.storage_connection, settings.jobs_table)
-        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name)
+        identity = None
+        if not settings.storage_connection:
+            from ..auth.identity import build_credential  # azure-identity only where it is used
+
+            identity = build_credential(settings.managed_identity_client_id)
+        where = dict(account=settings.storage_account, credential=identity)
+        self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
+        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
         self.box = SecretBox(settings.credential_key)
         self.dedupe_window = dedupe_window()
         self.worker = Worker(settings, self.store, self.box, **({"executor": executor} if executor else {}))

@@ -14,7 +14,7 @@ from ..errors import ImporterError, UsageError
 from ..hostpolicy import HostPolicy
 from ..media import Platform
 from ..reference import Reference, TargetSpec, parse_registry
-from ..request import ImportRequest, resolve_targets
+from ..request import ImportRequest, resolve_targets, source_by_resource_id
 
 __all__ = ["MAX_BODY_BYTES", "Reply", "error_reply", "parse_import_body", "request_from_summary", "request_summary"]
 
@@ -78,9 +78,9 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
     source = _field(body, "source", "source", dict, required=True)
     image = _field(source, "sourceImage", "source.sourceImage", str, required=True)
     registry_uri = _field(source, "registryUri", "source.registryUri", str)
-    if _field(source, "resourceId", "source.resourceId", str):
-        raise UsageError("source.resourceId needs Azure Resource Manager, which this deployment does not reach; "
-                         "give source.registryUri instead", target="source.resourceId")
+    resource_id = _field(source, "resourceId", "source.resourceId", str)
+    if resource_id and registry_uri:
+        raise UsageError("give source.registryUri or source.resourceId, not both", target="source.resourceId")
     try:
         registry = parse_registry(registry_uri) if registry_uri else None
     except UsageError as exc:
@@ -89,7 +89,10 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
         raise UsageError("source.sourceImage must be repository[:tag|@digest] when source.registryUri is given",
                          target="source.sourceImage")
     try:
-        ref = Reference.parse(f"{registry}/{image}" if registry else image)
+        if resource_id:
+            ref, resource_id = source_by_resource_id(resource_id, image, target="source.resourceId")
+        else:
+            ref = Reference.parse(f"{registry}/{image}" if registry else image)
     except UsageError as exc:
         raise _with_target(exc, "source.sourceImage") from None
     credential = _credential(source)
@@ -112,14 +115,14 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
     except UsageError as exc:
         raise _with_target(exc, "untaggedTargetRepositories") from None
     target = parse_registry(target_registry)
-    if ref.registry != target:
+    if ref.registry != target and not resource_id:  # an ARM-resolved ACR is checked at connect time
         try:
             policy.check(ref.registry)
         except ImporterError as exc:
             exc.target = "source.registryUri" if registry else "source.sourceImage"
             raise
     return ImportRequest(source=ref, targets=targets, target_registry=target, force=_MODES[mode.lower()],
-                         platform=platform, credential=credential)
+                         platform=platform, credential=credential, source_resource_id=resource_id)
 
 
 def _credential(source: dict) -> Credential | None:
@@ -144,7 +147,8 @@ def request_summary(request: ImportRequest) -> dict:
     return {"source": str(request.source), "targetRegistry": request.target_registry,
             "targets": [str(t) for t in request.targets], "mode": "Force" if request.force else "NoForce",
             "platform": str(request.platform) if request.platform else None,
-            "authenticated": request.credential is not None, "credentialRef": request.credential_ref}
+            "authenticated": request.credential is not None, "credentialRef": request.credential_ref,
+            "resourceId": request.source_resource_id}
 
 
 def request_from_summary(summary: dict, credential: Credential | None) -> ImportRequest:
@@ -157,4 +161,5 @@ def request_from_summary(summary: dict, credential: Credential | None) -> Import
     return ImportRequest(source=source, targets=tuple(targets), target_registry=summary["targetRegistry"],
                          force=summary.get("mode") == "Force",
                          platform=Platform.parse(summary["platform"]) if summary.get("platform") else None,
-                         credential=credential, credential_ref=summary.get("credentialRef"))
+                         credential=credential, credential_ref=summary.get("credentialRef"),
+                         source_resource_id=summary.get("resourceId"))

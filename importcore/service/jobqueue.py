@@ -27,9 +27,14 @@ def decode_message(text: str) -> str | None:
 
 
 class JobQueue:
-    def __init__(self, connection_string: str, queue_name: str) -> None:
-        self._queue = QueueClient.from_connection_string(connection_string, queue_name,
-                                                         message_encode_policy=TextBase64EncodePolicy())
+    def __init__(self, connection_string: str | None, queue_name: str, *, account: str | None = None,
+                 credential: object = None) -> None:
+        if connection_string:
+            self._queue = QueueClient.from_connection_string(connection_string, queue_name,
+                                                             message_encode_policy=TextBase64EncodePolicy())
+        else:  # identity-based, like the Functions host's AzureWebJobsStorage__accountName connection
+            self._queue = QueueClient(f"https://{account}.queue.core.windows.net", queue_name, credential=credential,
+                                      message_encode_policy=TextBase64EncodePolicy())
         self._created = False
 
     def send(self, job_id: str, *, delay_seconds: int = 0) -> None:

@@ -86,8 +86,13 @@ class Job:
 
 
 class JobStore:
-    def __init__(self, connection_string: str, table: str) -> None:
-        self._table = TableClient.from_connection_string(connection_string, table_name=table)
+    def __init__(self, connection_string: str | None, table: str, *, account: str | None = None,
+                 credential: object = None) -> None:
+        if connection_string:
+            self._table = TableClient.from_connection_string(connection_string, table_name=table)
+        else:  # identity-based (Azure: shared keys off, the app's managed identity)
+            self._table = TableClient(endpoint=f"https://{account}.table.core.windows.net", table_name=table,
+                                      credential=credential)
         self._created = False
 
     def _ensure(self) -> None:

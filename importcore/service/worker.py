@@ -11,6 +11,7 @@ import time
 
 import httpx
 
+from .. import telemetry
 from ..copy import ImportResult, Progress
 from ..errors import ImporterError, RegistryError
 from ..runner import cancel_sessions, execute
@@ -45,6 +46,12 @@ class Worker:
 
     def process(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
         """Handle one delivery; returns what happened (for logs and tests)."""
+        with telemetry.job_scope(job_id), telemetry.span("import", job_id=job_id, delivery=dequeue_count):
+            outcome = self._process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
+        telemetry.count("imports", outcome=outcome)
+        return outcome
+
+    def _process(self, job_id: str, *, dequeue_count: int, max_dequeue: int) -> str:
         job = self.store.get(job_id)
         if job is None:
             log.warning("job %s: no record; message dropped", job_id)
@@ -89,6 +96,7 @@ class Worker:
                      "retryable": dequeue_count < max_dequeue}
             self._settle(job, "Failed" if dequeue_count >= max_dequeue else "Queued", error=error)
             raise
+        telemetry.count("import.bytes", result.bytes)
         self._settle(job, "Succeeded", result=result.to_dict())
         log.info("job %s: succeeded %s", job.id, result.digest)
         return "succeeded"

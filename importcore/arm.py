@@ -1,0 +1,153 @@
+"""A source registry given by its Azure resource ID (az acr import --registry, source.resourceId).
+
+Azure Resource Manager knows the registry's login server:
+``GET {arm}{resourceId}?api-version=2023-07-01`` -> ``properties.loginServer``. The identity needs a
+role with Microsoft.ContainerRegistry/registries/read there (Reader, Contributor, ...) to ask, and
+AcrPull to pull afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from .auth.acr import TokenCredential, read_capped
+from .errors import AuthError, ImporterError, NotFoundError, RegistryError, TransportError, UsageError
+from .reference import parse_registry
+from .retry import parse_retry_after
+
+__all__ = ["API_VERSION", "ARM_ENDPOINT", "DEFAULT_ARM_ENDPOINT", "RegistryResourceId", "arm_endpoint_from_env",
+           "parse_resource_id", "resolve_login_server"]
+
+ARM_ENDPOINT = "IMPORT_ARM_ENDPOINT"  # the setting; sovereign clouds and tests change it
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+API_VERSION = "2023-07-01"  # Microsoft.ContainerRegistry GA API version
+_MAX_BODY = 256 * 1024
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE)
+# Resource group names: 1-90 of letters, digits, _ - . ( ), not ending in a period (ARM naming rules).
+_GROUP = re.compile(r"[\w.()-]{0,89}[\w()-]", re.ASCII)
+_REGISTRY = re.compile(r"[A-Za-z0-9]{5,50}", re.ASCII)
+_SHAPE = "/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryResourceId:
+    subscription: str
+    resource_group: str
+    name: str
+
+    def __str__(self) -> str:
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.ContainerRegistry/registries/{self.name}")
+
+
+def parse_resource_id(text: str, *, target: str = "source.resourceId") -> RegistryResourceId:
+    """Check the shape of a registry's resource ID; errors say which part is wrong."""
+    def bad(why: str) -> UsageError:
+        return UsageError(f"invalid registry resource ID {text!r}: {why}", target=target)
+
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("the registry resource ID is empty", target=target)
+    if not text.isascii() or any(c.isspace() for c in text.strip()):
+        raise bad("it must be ASCII without spaces")
+    parts = text.strip().rstrip("/").split("/")
+    # ARM compares the fixed segments case-insensitively; so do we.
+    labels = {1: "subscriptions", 3: "resourcegroups", 5: "providers"}
+    if parts[0] != "" or any(len(parts) > i and parts[i].lower() != label for i, label in labels.items()):
+        raise bad(f"it must look like {_SHAPE}")
+    if len(parts) > 7 and f"{parts[6]}/{parts[7]}".lower() != "microsoft.containerregistry/registries":
+        raise bad(f"it names a {parts[6]}/{parts[7]} resource, not a container registry "
+                  "(Microsoft.ContainerRegistry/registries)")
+    if len(parts) < 9 or not all(parts[1:9]):
+        raise bad(f"it is incomplete; expected {_SHAPE}")
+    if len(parts) > 9:
+        raise bad(f"it points below a registry (.../{'/'.join(parts[9:])}); give the registry's own ID")
+    subscription, group, name = parts[2], parts[4], parts[8]
+    if not _GUID.fullmatch(subscription):
+        raise bad(f"the subscription id {subscription!r} is not a GUID")
+    if not _GROUP.fullmatch(group):
+        raise bad(f"the resource group {group!r} is not a valid name (1-90 letters, digits, _-.() "
+                  "not ending in '.')")
+    if not _REGISTRY.fullmatch(name):
+        raise bad(f"the registry name {name!r} must be 5-50 letters and digits")
+    return RegistryResourceId(subscription.lower(), group, name)
+
+
+def arm_endpoint_from_env(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return (env.get(ARM_ENDPOINT) or "").strip() or DEFAULT_ARM_ENDPOINT
+
+
+def _endpoint(arm_endpoint: str) -> httpx.URL:
+    url = httpx.URL(arm_endpoint.rstrip("/"))
+    loopback = url.host in ("127.0.0.1", "::1", "localhost")
+    # The ARM token can read everything the identity can: never over plain http, except to a
+    # stand-in on this machine (tests, local emulators).
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise UsageError(f"setting {ARM_ENDPOINT}={arm_endpoint!r} must be an https URL", target=ARM_ENDPOINT)
+    if not url.host:
+        raise UsageError(f"setting {ARM_ENDPOINT}={arm_endpoint!r} has no host", target=ARM_ENDPOINT)
+    return url
+
+
+def resolve_login_server(resource_id: str | RegistryResourceId, credential: TokenCredential, http: httpx.Client,
+                         arm_endpoint: str = DEFAULT_ARM_ENDPOINT, *, target: str = "source.resourceId") -> str:
+    """The registry's login server (e.g. myreg.azurecr.io), as ARM reports it."""
+    rid = resource_id if isinstance(resource_id, RegistryResourceId) else parse_resource_id(resource_id, target=target)
+    base = _endpoint(arm_endpoint)
+    token = credential.get_token(f"{base.scheme}://{base.netloc.decode()}/.default").token
+    url = base.copy_with(path=base.path.rstrip("/") + str(rid), params={"api-version": API_VERSION})
+    where = f"Azure Resource Manager ({base.host}) for {rid}"
+    request = http.build_request("GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    try:
+        body, response = read_capped(http, request, _MAX_BODY)
+    except httpx.HTTPError as exc:
+        raise TransportError(f"{where}: {exc.__class__.__name__}", target=target) from None
+    data = _json(body or b"")  # an over-long answer reads as no JSON
+    status = response.status_code
+    code, message = _arm_error(data)
+    detail = f" {code}" + (f": {message}" if message else "") if code else ""
+    if status == 403:
+        raise AuthError(f"the identity lacks Reader/AcrPull on {rid}: {where} answered 403{detail}",
+                        status=403, codes=("DENIED",), target=target)
+    if status == 401:
+        raise AuthError(f"{where} refused the identity's token (401){detail}", status=401,
+                        codes=("UNAUTHORIZED",), target=target)
+    if status == 404:
+        raise NotFoundError(f"no container registry {rid}: {where} answered 404{detail}", status=404,
+                            codes=("NAME_UNKNOWN",), target=target)
+    if status != 200:
+        raise RegistryError(f"{where} answered {status}{detail}", status=status,
+                            retry_after=parse_retry_after(response.headers.get("retry-after")), target=target)
+    props = data.get("properties") if isinstance(data, dict) else None
+    login = props.get("loginServer") if isinstance(props, dict) else None
+    if not isinstance(login, str) or not login:
+        state = props.get("provisioningState") if isinstance(props, dict) else None
+        raise ImporterError(f"{where} reported no loginServer" + (f" (provisioningState {state})" if state else ""),
+                            target=target)
+    try:
+        return parse_registry(login.lower())
+    except UsageError:
+        raise ImporterError(f"{where} reported an invalid loginServer {login[:100]!r}", target=target) from None
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _arm_error(data: object) -> tuple[str, str]:
+    """ARM's {"error": {"code", "message"}} (ARM RPC, common error response)."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    lines = str(error.get("message") or "").strip().splitlines()
+    return str(error.get("code") or "")[:100], (lines[0][:300] if lines else "")

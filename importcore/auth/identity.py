@@ -1,0 +1,82 @@
+"""The Entra ID identity the app acts as: a managed identity in Azure, `az login` on a laptop.
+
+azure-identity is imported only when a credential is built, so the CLI's plain registry imports
+never pay for it. Its errors become AuthError here, once, so nothing below the shell needs to
+know azure.core's exception types.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..errors import AuthError
+from .acr import AccessToken, TokenCredential, jwt_expiry
+
+__all__ = ["MANAGED_IDENTITY_CLIENT_ID", "StaticTokenCredential", "build_credential", "credential_from_env"]
+
+# The client id of a user-assigned managed identity; unset = the system-assigned one (or the
+# DefaultAzureCredential chain: environment, workload identity, managed identity, az login).
+MANAGED_IDENTITY_CLIENT_ID = "IMPORT_MANAGED_IDENTITY_CLIENT_ID"
+
+
+class _Checked:
+    """A TokenCredential whose failures are AuthErrors naming the identity and the audience."""
+
+    def __init__(self, inner: object, describe: str) -> None:
+        self._inner = inner
+        self._describe = describe
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            token = self._inner.get_token(*scopes, **kwargs)
+        except ClientAuthenticationError as exc:  # CredentialUnavailableError is one too
+            first = str(getattr(exc, "message", None) or exc).strip().splitlines()
+            reason = first[0][:300] if first else exc.__class__.__name__
+            raise AuthError(f"could not get an Entra ID token for {' '.join(scopes)} as {self._describe}: {reason}",
+                            status=401) from None
+        return AccessToken(token.token, int(token.expires_on))
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close:
+            close()
+
+    def __repr__(self) -> str:
+        return f"<credential {self._describe}>"
+
+
+def build_credential(client_id: str | None = None) -> TokenCredential:
+    """ManagedIdentityCredential(client_id) for a user-assigned identity, else DefaultAzureCredential."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if client_id:
+        # Straight to the managed identity endpoint: no chain to walk, no surprise from env variables.
+        return _Checked(ManagedIdentityCredential(client_id=client_id),
+                        f"the user-assigned managed identity {client_id}")
+    return _Checked(DefaultAzureCredential(exclude_interactive_browser_credential=True),
+                    "DefaultAzureCredential (system-assigned managed identity, environment, or az login)")
+
+
+def credential_from_env(env: Mapping[str, str] | None = None) -> TokenCredential:
+    env = os.environ if env is None else env
+    return build_credential((env.get(MANAGED_IDENTITY_CLIENT_ID) or "").strip() or None)
+
+
+class StaticTokenCredential:
+    """An Entra ID access token someone handed us (az acr import's password-as-token for an ACR in
+    another tenant: `az account get-access-token --resource https://containerregistry.azure.net`)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        expires = jwt_expiry(self._token)
+        if expires is None:
+            raise AuthError("the given password is not an Entra ID access token (not a JWT with exp)", status=401)
+        return AccessToken(self._token, int(expires))
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(***)"

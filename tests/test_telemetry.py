@@ -1,0 +1,134 @@
+"""telemetry.py: nothing without APPLICATIONINSIGHTS_CONNECTION_STRING; spans and counters through
+OpenTelemetry with it (scripted stand-ins for azure-monitor-opentelemetry and opentelemetry, which
+the test machine need not have); the job id on every log record."""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+import types
+from contextlib import contextmanager
+
+import pytest
+
+import importcore.telemetry as telemetry_module
+
+
+@pytest.fixture
+def telemetry():
+    """A fresh module state per test (configure() is once per process by design)."""
+    module = importlib.reload(telemetry_module)
+    yield module
+    importlib.reload(telemetry_module)
+
+
+def test_everything_is_a_no_op_without_a_connection_string(telemetry):
+    assert telemetry.configure({}) is False and not telemetry.enabled()
+    with telemetry.span("import", job_id="j", source="docker.io/library/x") as s:
+        assert s is None
+    telemetry.count("import.bytes", 10, outcome="copied")
+    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is False  # once
+
+
+def test_missing_package_warns_and_stays_off(telemetry, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", None)  # import fails
+    with caplog.at_level(logging.WARNING, logger="importcore.telemetry"):
+        assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is False
+    assert "azure-monitor-opentelemetry is not installed" in caplog.text
+    with telemetry.span("import") as s:
+        assert s is None
+
+
+class _Recorder:
+    def __init__(self):
+        self.configured: list[dict] = []
+        self.spans: list[tuple[str, dict]] = []
+        self.counts: list[tuple[str, float, dict]] = []
+
+
+@pytest.fixture
+def otel(monkeypatch):
+    rec = _Recorder()
+    monitor = types.ModuleType("azure.monitor.opentelemetry")
+    monitor.configure_azure_monitor = lambda **kw: rec.configured.append(kw)
+
+    class Tracer:
+        @contextmanager
+        def start_as_current_span(self, name, attributes=None):
+            rec.spans.append((name, dict(attributes or {})))
+            yield f"span:{name}"
+
+    class Counter:
+        def __init__(self, name):
+            self.name = name
+
+        def add(self, value, attributes=None):
+            rec.counts.append((self.name, value, dict(attributes or {})))
+
+    class Meter:
+        def create_counter(self, name):
+            return Counter(name)
+
+    otel_pkg = types.ModuleType("opentelemetry")
+    otel_pkg.trace = types.SimpleNamespace(get_tracer=lambda name: Tracer())
+    otel_pkg.metrics = types.SimpleNamespace(get_meter=lambda name: Meter())
+    monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", monitor)
+    monkeypatch.setitem(sys.modules, "opentelemetry", otel_pkg)
+    return rec
+
+
+def test_spans_and_counters_with_a_connection_string(telemetry, otel):
+    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=abc"}) is True
+    assert otel.configured[0]["connection_string"] == "InstrumentationKey=abc"
+    assert otel.configured[0]["disable_logging"] is True
+    assert otel.configured[0]["instrumentation_options"]["httpx"] == {"enabled": False}
+    with telemetry.job_scope("job-1"):
+        with telemetry.span("import", source="docker.io/library/x", platform=None, blobs=3, force=False) as s:
+            assert s == "span:import"
+        with pytest.raises(ValueError):
+            with telemetry.span("blob", digest="sha256:ab", size=1.5, ref=object()):
+                raise ValueError("boom")
+    telemetry.count("import.bytes", 1024, outcome="copied", registry="r")
+    telemetry.count("import.bytes", 1, outcome="copied")
+    assert otel.spans[0] == ("import", {"source": "docker.io/library/x", "blobs": 3, "force": False,
+                                        "job_id": "job-1"})
+    assert otel.spans[1][0] == "blob" and isinstance(otel.spans[1][1]["ref"], str)
+    assert otel.counts == [("import.bytes", 1024, {"outcome": "copied", "registry": "r"}),
+                           ("import.bytes", 1, {"outcome": "copied"})]
+
+
+def _capture(logger_name: str, handlers: int = 1):
+    logger = logging.getLogger(logger_name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    records: list[logging.LogRecord] = []
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+            messages.append(f"[{record.job_id}] {record.getMessage()}")
+
+    for _ in range(handlers):
+        logger.addHandler(Keep())
+    return logger, records, messages
+
+
+def test_job_id_is_stamped_on_every_record(telemetry):
+    logger, records, messages = _capture("test.telemetry.jobs", handlers=2)
+    telemetry.install_job_filter(logger)
+    telemetry.install_job_filter(logger)  # idempotent per handler
+    assert all(len(h.filters) == 1 for h in logger.handlers)
+    logger.info("outside %s", "any job")
+    with telemetry.job_scope("4f1c"):
+        logger.info("copying %d blobs", 3)
+        logger.info("job 4f1c: already says which")
+    adapter = telemetry.job_logger(logger, "77aa")
+    done = threading.Event()
+    threading.Thread(target=lambda: (adapter.warning("from a worker thread"), done.set())).start()
+    assert done.wait(5)
+    assert messages[::2] == ["[-] outside any job", "[4f1c] job 4f1c: copying 3 blobs",
+                             "[4f1c] job 4f1c: already says which", "[77aa] job 77aa: from a worker thread"]
+    assert messages[1::2] == messages[::2]  # the second handler saw the same, prefixed once
+    assert telemetry.current_job() is None
