@@ -104,8 +104,11 @@ class HostPolicy:
             if why is None or any(_matches(e, address, port) for e in self.allowed_private):
                 allowed.append(address)
                 continue
+            # Name the exact entry to add: entries are port-specific, and "127.0.0.1" alone would
+            # also admit every other service on that host (a realm or redirect to another port).
+            entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             raise HostNotAllowed(
-                f"host {host} resolves to {why} ({address}); add it to IMPORT_ALLOWED_PRIVATE_HOSTS to allow it",
+                f"host {host} resolves to {why} ({address}); add {entry} to IMPORT_ALLOWED_PRIVATE_HOSTS to allow it",
                 target=host,
             )
         return allowed

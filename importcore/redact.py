@@ -12,6 +12,9 @@ import re
 __all__ = ["RedactingFilter", "install", "redact_text"]
 
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*", re.ASCII)
+# A relative URL's query too: registries may answer `Location: /v2/…/uploads/…?_state=…`, and
+# httpcore logs response headers (as bytes reprs: b'/v2/…') at DEBUG.
+_PATH_QUERY = re.compile(r"((?:^|[\s\"'(=])/[^\s?#\"']*)\?(?!…)[^\s\"']*", re.ASCII)
 _USERINFO = re.compile(r"(https?://)[^/\s@\"']+@", re.ASCII)
 _AUTH_HEADER = re.compile(r"((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+", re.ASCII)
 
@@ -19,6 +22,7 @@ _AUTH_HEADER = re.compile(r"((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+", re.ASCII)
 def redact_text(text: str) -> str:
     text = _USERINFO.sub(r"\1", text)
     text = _URL_QUERY.sub(r"\1?…", text)
+    text = _PATH_QUERY.sub(r"\1?…", text)
     return _AUTH_HEADER.sub(r"\1***", text)
 
 
@@ -36,15 +40,22 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_installed = False
+_FILTER = RedactingFilter()
+_PREFIXES = ("httpx", "httpcore", "importcore")
+# httpcore logs under its children (httpcore.http11 logs response headers, Location included).
+_NAMED = ("httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks",
+          "importcore.worker", "importcore.sweeper", "importcore.service")
 
 
 def install() -> None:
-    """Attach the filter to the loggers of the HTTP libraries we drive (idempotent)."""
-    global _installed
-    if _installed:
-        return
-    # Logger filters are not inherited by child loggers: name each one that logs.
-    for name in ("httpx", "httpcore", "importcore", "importcore.worker", "importcore.sweeper", "importcore.service"):
-        logging.getLogger(name).addFilter(RedactingFilter())
-    _installed = True
+    """Attach the filter to the loggers of the HTTP libraries we drive and to ours (idempotent).
+
+    Logger filters are not inherited by child loggers, so each one that logs needs it: those
+    named here and every existing logger under the prefixes (re-scanned on each call, cheap).
+    """
+    children = tuple(f"{prefix}." for prefix in _PREFIXES)
+    names = {*_PREFIXES, *_NAMED, *(n for n in logging.root.manager.loggerDict if n.startswith(children))}
+    for name in names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

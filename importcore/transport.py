@@ -7,6 +7,7 @@ must not turn a refused address into an allowed one.
 
 from __future__ import annotations
 
+import http.cookiejar
 import ssl
 import typing
 
@@ -20,6 +21,37 @@ __all__ = ["make_http_client"]
 
 # Large reads keep our per-byte CPU low: fewer Python-level iterations per MiB.
 CHUNK = 1024 * 1024
+# An error body (status >= 400) is read for a message at most. httpx itself reads a 401's whole body
+# before an auth flow's retry, so the cap lives here, under every reader.
+MAX_ERROR_BODY = 64 * 1024
+
+
+class _CappedStream(httpx.SyncByteStream):
+    """At most `cap` bytes of a response body; closing it then drops the connection undrained."""
+
+    def __init__(self, stream: httpx.SyncByteStream, cap: int) -> None:
+        self._stream, self._cap = stream, cap
+
+    def __iter__(self) -> typing.Iterator[bytes]:
+        left = self._cap
+        for chunk in self._stream:
+            if len(chunk) > left:
+                if left:
+                    yield chunk[:left]
+                return
+            left -= len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _Transport(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if response.status_code >= 400:
+            response.stream = _CappedStream(response.stream, MAX_ERROR_BODY)
+        return response
 
 
 class _GuardedBackend(httpcore.SyncBackend):
@@ -42,7 +74,7 @@ class _GuardedBackend(httpcore.SyncBackend):
 
 def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: float = 60.0) -> httpx.Client:
     redact.install()  # httpx logs request URLs; upload URLs carry _state
-    transport = httpx.HTTPTransport(retries=0)
+    transport = _Transport(retries=0)
     # httpx 0.28 does not expose network_backend; the pool is rebuilt with ours (pinned version).
     transport._pool = httpcore.ConnectionPool(
         ssl_context=ssl.create_default_context(),
@@ -51,10 +83,15 @@ def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: 
         keepalive_expiry=30.0,
         network_backend=_GuardedBackend(policy),
     )
-    return httpx.Client(
+    client = httpx.Client(
         transport=transport,
         trust_env=False,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout, connect=15.0),
         headers={"User-Agent": "registry-importer/0.1"},
     )
+    # No cookie jar: registries need none, and a jar would carry one server's cookie to any other
+    # port of the same host (cookie domains ignore ports), e.g. a source's to the target. Docker's
+    # and containerd's clients keep none either.
+    client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return client

@@ -235,7 +235,7 @@ def test_bad_source_reference_is_a_usage_error(capsys, local_env, target_registr
     (["--platform", "linux"], "platform"),
     (["--username", "u"], "--password"),
     (["--registry", "/subscriptions/x/resourceGroups/y/providers/Microsoft.ContainerRegistry/registries/z"],
-     "--registry"),
+     "registry resource ID"),
     (["--name", "bad_host!"], "invalid registry"),
 ])
 def test_bad_target_or_flag_is_a_usage_error(capsys, local_env, target_registry, flags, names):

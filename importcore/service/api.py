@@ -69,7 +69,7 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
         raise UsageError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", target="body")
     try:
         body = json.loads(raw or b"null")
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[..." within the cap
         raise UsageError("request body is not valid JSON", target="body") from None
     if not isinstance(body, dict):
         raise UsageError("request body must be a JSON object", target="body")
