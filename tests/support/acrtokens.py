@@ -20,12 +20,12 @@ import secrets
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
 from .images import Pusher
 from .tokenserver import TokenServer, parse_scope
+from .httpserver import JsonHandler
 
 ACR_AUDIENCES = ("https://containerregistry.azure.net", "https://management.azure.com",
                  "https://management.core.windows.net/")
@@ -79,13 +79,8 @@ class AcrTokenService(TokenServer):
             self.entra_tokens[token] = principal
         return token
 
-    def start(self) -> "AcrTokenService":
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _acr_handler(self))
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="acr-token-service", daemon=True)
-        self._thread.start()
-        return self
+    def _make_handler(self):
+        return _acr_handler(self)
 
     # ----- the two grants (called from handler threads); return (status, body) -----
     def _exchange(self, form: dict[str, str]) -> tuple[int, dict]:
@@ -170,19 +165,7 @@ def _error(code: str, message: str) -> dict:
 
 
 def _acr_handler(server: AcrTokenService):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def _send(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
 
         def do_GET(self):
             self._send(405, _error("UNSUPPORTED", "only the OAuth2 POST grants are served here"))

@@ -7,10 +7,11 @@ caller has no read access, 404 ``ResourceNotFound`` for an unknown registry, 400
 """
 from __future__ import annotations
 
-import json
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.support.httpserver import JsonHandler, serve_in_background, stop_server
 
 
 class ArmStub:
@@ -36,16 +37,12 @@ class ArmStub:
 
     def start(self) -> "ArmStub":
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, name="arm-stub", daemon=True).start()
+        self.port = serve_in_background(self._httpd, "arm-stub")
         return self
 
     def stop(self) -> None:
-        if self._httpd:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        stop_server(self._httpd)
+        self._httpd = None
 
     def __enter__(self) -> "ArmStub":
         return self.start()
@@ -59,19 +56,8 @@ def _error(code: str, message: str) -> dict:
 
 
 def _handler(arm: ArmStub):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def _send(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
+        json_content_type = "application/json; charset=utf-8"
 
         def do_GET(self):
             u = urllib.parse.urlsplit(self.path)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional, Union
+from .httpserver import serve_in_background, stop_server
 
 MiB = 1024 * 1024
 # A small kernel send buffer: what the server "sent" is then close to what the client took.
@@ -223,17 +224,13 @@ class HostileServer:
                     super().handle_error(request, client_address)
 
         self._httpd = _Server((self.bind, 0), _handler_for(self))
-        self.port = self._httpd.server_address[1]
         # A short poll interval: shutdown() waits for it, and tests start many servers.
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name=f"hostile-{self.port}",
-                         daemon=True).start()
+        self.port = serve_in_background(self._httpd, "hostile", poll_interval=0.02)
         return self
 
     def stop(self) -> None:
-        if self._httpd:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        stop_server(self._httpd)
+        self._httpd = None
 
     def __enter__(self) -> "HostileServer":
         return self.start()

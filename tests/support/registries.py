@@ -11,7 +11,6 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from .ports import free_port, wait_http
 from .tokenserver import TokenServer

@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from .httpserver import serve_in_background, stop_server
 
 # (user or None for anonymous, repository name) -> actions that user may have there.
 Acl = Callable[[Optional[str], str], Iterable[str]]
@@ -81,7 +82,6 @@ class TokenServer:
         self._x5c = [base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode()]
         self.port: int | None = None
         self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ----- configuration used by tests -----
     @property
@@ -132,18 +132,16 @@ class TokenServer:
 
     # ----- lifecycle -----
     def start(self) -> "TokenServer":
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="token-server", daemon=True)
-        self._thread.start()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._make_handler())
+        self.port = serve_in_background(self._httpd, type(self).__name__)
         return self
 
+    def _make_handler(self):
+        return _handler_for(self)
+
     def stop(self) -> None:
-        if self._httpd:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        stop_server(self._httpd)
+        self._httpd = None
 
     def __enter__(self):
         return self.start()
