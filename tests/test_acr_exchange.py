@@ -461,7 +461,7 @@ def test_refused_arm_token_is_401(arm, http):
     ("", "empty"),
     ("myreg.azurecr.io", "must look like"),
     (f"/subscriptions/{SUB}/resourceGroups/rg", "incomplete"),
-    (f"/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/abcde",
+    ("/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/abcde",
      "is not a GUID"),
     (f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/abcde",
      "names a Microsoft.Storage/storageAccounts resource, not a container registry"),
