@@ -1,24 +1,50 @@
 """Move one blob: skip if present, mount if possible, else stream source -> target while hashing.
 
-The cheap paths come first (regclient's blob copy). The streamed path holds back the last
-chunk until size and digest are verified, so a corrupt or oversized source never completes
-an upload; the registry verifies the digest again on the final PUT.
+The cheap paths come first (regclient's blob copy). The streamed path is POST, one streamed PATCH,
+then PUT ?digest= without a body, the way skopeo (containers/image) and go-containerregistry push.
+The last chunk is only sent once size and digest are verified, so a corrupt or oversized source
+never completes an upload; the registry verifies the digest again on the PUT.
+
+Faults (issue 4, "Resumption"):
+- The source download breaks off: reconnect with `Range: bytes=<sent>-` and keep feeding the same
+  hash and the same PATCH body (206), or drop the bytes already sent from a 200 (no range support);
+  at most MAX_RECONNECTS times per attempt, and only after a connection brought new bytes.
+- Anything else fails the attempt, and attempts() retries the whole transfer as a unit (STYLE.md
+  rule 7). A session already holding bytes is resumed where the registry says it stands
+  (GET <location> -> Range) when that is where our hash stands; any other session is cancelled
+  (DELETE) and a new one opened.
+
+Why one PATCH whose body we end ourselves, rather than a monolithic PUT: Distribution signs the
+session's offset into the Location's `_state` and refuses every request whose offset differs from
+the size it stored, DELETE included (404 BLOB_UPLOAD_INVALID, registry/handlers/blobupload.go in
+v2.8.2); its own cancel of such a session then fails on an already closed file writer, so the
+session's data stays until the registry's upload purger runs (a week by default). A PUT that breaks
+off half-way leaves exactly that. When the source fails or the digest is wrong, the PATCH body just
+ends: the request is complete, the registry answers with a Location matching what it stored, and
+that Location can be cancelled or resumed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import httpx
 
-from .errors import AuthError, ImporterError, IntegrityError, NotFoundError, TransportError
+from .errors import AuthError, ImporterError, IntegrityError, NotFoundError, RegistryError, TransportError
 from .media import Descriptor
 from .registry import RegistryClient
 from .retry import attempts
 
-__all__ = ["BlobOutcome", "copy_blob"]
+__all__ = ["MAX_RECONNECTS", "BlobOutcome", "copy_blob"]
+
+MAX_RECONNECTS = 3  # per attempt: a source that keeps breaking fails the attempt, attempts() backs off
+
+SessionHook = Callable[[str, "httpx.URL | None"], None]
 
 
 class BlobOutcome(Enum):
@@ -27,80 +53,242 @@ class BlobOutcome(Enum):
     COPIED = "copied"
 
 
+@dataclass
+class _Session:
+    """One upload session across attempts: its latest Location, what it holds, the hash of that."""
+
+    hasher: Any
+    location: httpx.URL | None = None
+    offset: int = 0
+    complete: bool = False  # every byte is in and verified: only the PUT is missing
+
+
 def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, target: RegistryClient,
               target_repo: str, mount_from: str | None, on_bytes: Callable[[int], None] = lambda n: None,
-              on_session: Callable[[str, httpx.URL | None], None] = lambda repo, loc: None) -> BlobOutcome:
+              on_session: SessionHook = lambda repo, loc: None) -> BlobOutcome:
     """Copy one blob into target_repo; `mount_from` is a repository of the target registry holding it."""
     if target.blob_head(target_repo, blob.digest, push=True) is not None:
         on_bytes(0)
         return BlobOutcome.SKIPPED
-    # A blob counted in progress by a failed attempt is counted again: progress restarts per attempt.
-    for attempt in attempts():
-        with attempt:
-            location = None
-            if mount_from is not None:
+    transfer = _Transfer(blob, source, source_repo, target, target_repo, on_bytes, on_session)
+    session = transfer.new_session()
+    try:
+        for attempt in attempts():
+            with attempt:
+                if attempt.num > 1 and target.blob_head(target_repo, blob.digest, push=True) is not None:
+                    # The last attempt's PUT may have landed with only its answer lost (or another
+                    # import brought the blob meanwhile): nothing left to send.
+                    ours = session.complete
+                    transfer.cancel(session)
+                    return BlobOutcome.COPIED if ours else BlobOutcome.SKIPPED
                 try:
-                    location = target.blob_mount(target_repo, blob.digest, mount_from)
-                except AuthError:
-                    # No pull on mount_from (a token scoped to the target repository): upload instead.
-                    location = None
-                else:
-                    if location is None:
-                        return BlobOutcome.MOUNTED
-            location = location or target.upload_start(target_repo)
-            on_session(target_repo, location)
-            try:
-                with source.blob_get(source_repo, blob.digest) as response:
-                    what = f"blob {blob.digest} from {source.registry}/{source_repo}"
-                    body = _verified(response.iter_raw(), blob, what, on_bytes)
-                    target.upload_put(location, target_repo, blob.digest, body, blob.size)
-            except ImporterError as exc:
-                target.upload_cancel(location, target_repo)
-                on_session(target_repo, None)
-                if blob.foreign and isinstance(exc, NotFoundError):
-                    # A foreign layer's publisher serves it from its `urls`; registries usually do not
-                    # hold it, and fetching arbitrary URLs is not something we do on a caller's say-so.
-                    raise NotFoundError(
-                        f"foreign layer {blob.digest} is not in the source registry {source.registry}/{source_repo} "
-                        f"({exc.status}); --copy-foreign-layers copies only foreign layers the source registry "
-                        "holds: import without it to keep the layer referenced by its URLs",
-                        status=exc.status, codes=exc.codes, target=blob.digest) from None
-                raise
-            on_session(target_repo, None)
-            return BlobOutcome.COPIED
+                    return transfer.attempt(session, mount_from)
+                except ImporterError:
+                    if session.offset == 0:
+                        transfer.cancel(session)  # nothing worth resuming: the next attempt opens a new one
+                    raise
+    except ImporterError:
+        transfer.cancel(session)
+        raise
     raise AssertionError("unreachable")
 
 
-def _verified(chunks: Iterator[bytes], blob: Descriptor, what: str,
-              on_bytes: Callable[[int], None]) -> Iterator[bytes]:
-    """Yield the body while hashing it; the last chunk only once size and digest are right."""
-    algorithm, _, expected = blob.digest.partition(":")
-    hasher = hashlib.new(algorithm)
-    received = 0
-    held: bytes | None = None
-    try:
-        for chunk in chunks:
-            if not chunk:
+class _Transfer:
+    def __init__(self, blob: Descriptor, source: RegistryClient, source_repo: str, target: RegistryClient,
+                 target_repo: str, on_bytes: Callable[[int], None], on_session: SessionHook) -> None:
+        self.blob, self.source, self.source_repo = blob, source, source_repo
+        self.target, self.target_repo = target, target_repo
+        self.on_bytes, self.on_session = on_bytes, on_session
+        self.algorithm = blob.digest.partition(":")[0]
+        self.what = f"blob {blob.digest} from {source.registry}/{source_repo}"
+        self.upload_what = f"upload of blob {blob.digest} to {target.registry}/{target_repo}"
+
+    def new_session(self) -> _Session:
+        return _Session(hashlib.new(self.algorithm))
+
+    def attempt(self, session: _Session, mount_from: str | None) -> BlobOutcome:
+        if session.location is not None:
+            self._check_resumable(session)
+        if session.location is None and mount_from is not None:
+            try:
+                location = self.target.blob_mount(self.target_repo, self.blob.digest, mount_from)
+            except AuthError:
+                # No pull on mount_from (a token scoped to the target repository): upload instead.
+                location = None
+            else:
+                if location is None:
+                    return BlobOutcome.MOUNTED
+                self._opened(session, location)
+        if not session.complete:
+            feed = _Feed(self, session.offset, session.hasher.copy())
+            try:
+                feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
+                if session.location is None:
+                    self._opened(session, self.target.upload_start(self.target_repo))
+                try:
+                    location, held = self.target.upload_patch(session.location, self.target_repo, feed,
+                                                              self.upload_what)
+                except RegistryError as exc:
+                    if not session.offset or exc.retryable:
+                        raise
+                    # Not every registry takes a second streamed PATCH (go-containerregistry's refuses
+                    # "stream uploads after first write"; ECR wants 5 MiB parts): start over instead.
+                    self.cancel(session)
+                    raise TransportError(f"{self.upload_what}: the registry would not continue the upload "
+                                         f"({exc.status}); starting it over") from None
+            finally:
+                feed.close()
+            # The PATCH completed: the session holds exactly what the body yielded.
+            session.offset, session.hasher, session.complete = feed.sent, feed.hasher, feed.complete
+            self._opened(session, location)
+            if held is not None and feed.sent and held != feed.sent:
+                raise TransportError(f"{self.upload_what}: the registry holds {held} bytes of the upload, "
+                                     f"{feed.sent} were sent")
+            if feed.failure is not None:
+                raise feed.failure
+        self.target.upload_commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
+        session.location = None
+        self.on_session(self.target_repo, None)
+        return BlobOutcome.COPIED
+
+    def _check_resumable(self, session: _Session) -> None:
+        """Continue a session only where the registry and our hash agree (distribution-spec
+        "Resuming an upload": GET <location> -> Range); otherwise cancel it and start over."""
+        try:
+            held, fresh = self.target.upload_status(session.location, self.target_repo)
+        except ImporterError:
+            held, fresh = None, session.location
+        if held == session.offset:
+            self._opened(session, fresh)
+        else:
+            self.cancel(session)
+
+    def _opened(self, session: _Session, location: httpx.URL) -> None:
+        session.location = location
+        self.on_session(self.target_repo, location)  # recorded before bytes flow: a crash leaves it findable
+
+    def cancel(self, session: _Session) -> None:
+        if session.location is not None:
+            self.target.upload_cancel(session.location, self.target_repo)
+            self.on_session(self.target_repo, None)
+        fresh = self.new_session()
+        session.location, session.offset, session.hasher, session.complete = None, 0, fresh.hasher, False
+
+
+class _Feed:
+    """The PATCH body: the source's bytes from `sent` on, hashed as they pass.
+
+    A failure does not raise through the upload: it is kept in `failure` and the body ends, so the
+    PATCH is a complete request and the session stays usable (see the module docstring).
+    """
+
+    def __init__(self, transfer: _Transfer, start: int, hasher: Any) -> None:
+        self.t = transfer
+        self.sent = start  # bytes yielded to the upload, counting those of earlier attempts
+        self.hasher = hasher  # the hash of exactly those bytes
+        self.complete = False
+        self.failure: ImporterError | None = None
+        self.reconnects = 0
+        self._conn: ExitStack | None = None
+        self._response: httpx.Response | None = None
+        self._skip = 0
+
+    def connect(self) -> None:
+        """(Re)open the download at `sent`: a 206 continues there, a 200 repeats the first `sent` bytes."""
+        self.close()
+        t, conn = self.t, ExitStack()
+        try:
+            try:
+                response = conn.enter_context(t.source.blob_get(t.source_repo, t.blob.digest, offset=self.sent))
+            except NotFoundError as exc:
+                if not t.blob.foreign:
+                    raise
+                # A foreign layer's publisher serves it from its `urls`; registries usually do not
+                # hold it, and fetching arbitrary URLs is not something we do on a caller's say-so.
+                raise NotFoundError(
+                    f"foreign layer {t.blob.digest} is not in the source registry {t.source.registry}/"
+                    f"{t.source_repo} ({exc.status}); --copy-foreign-layers copies only foreign layers the source "
+                    "registry holds: import without it to keep the layer referenced by its URLs",
+                    status=exc.status, codes=exc.codes, target=t.blob.digest) from None
+            self._skip = 0
+            if self.sent and response.status_code == 206:
+                served = response.headers.get("content-range", "")
+                if _range_start(served) != self.sent:
+                    raise TransportError(f"{t.what}: asked for the bytes from {self.sent} on, the source sent "
+                                         f"{served[:80]!r}")
+            elif self.sent:
+                self._skip = self.sent  # no range support: the whole blob again, minus what was sent
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._response = conn, response
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = self._response = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._chunks()
+        except ImporterError as exc:
+            self.failure = exc  # end the body here; copy_blob raises it once the PATCH is answered
+        finally:
+            self.close()
+
+    def _chunks(self) -> Iterator[bytes]:
+        t, size = self.t, self.t.blob.size
+        expected = t.blob.digest.partition(":")[2]
+        while True:
+            fresh = 0
+            try:
+                for chunk in self._response.iter_raw():
+                    if self._skip:
+                        dropped = min(self._skip, len(chunk))
+                        self._skip -= dropped
+                        chunk = chunk[dropped:]
+                    if not chunk:
+                        continue
+                    end = self.sent + len(chunk)
+                    if end > size:
+                        raise IntegrityError(f"{t.what}: the source sent more than the {size} bytes its "
+                                             "descriptor declares", target=t.blob.digest)
+                    if end == size:
+                        # The last chunk goes out only when the whole blob is what was promised.
+                        last = self.hasher.copy()
+                        last.update(chunk)
+                        if last.hexdigest() != expected:
+                            raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
+                                                 f"{t.algorithm}:{last.hexdigest()}", target=t.blob.digest)
+                        self.hasher = last
+                    else:
+                        self.hasher.update(chunk)
+                    fresh += len(chunk)
+                    yield chunk
+                    self.sent = end
+                    t.on_bytes(len(chunk))
+            except httpx.HTTPError as exc:
+                # Reset, timeout, EOF before Content-Length. Resume only after progress: a source that
+                # breaks before sending anything new is left to the attempt's backoff.
+                if not fresh or self.reconnects >= MAX_RECONNECTS:
+                    tries = f", {self.reconnects} reconnects" if self.reconnects else ""
+                    raise TransportError(f"{t.what}: download broke off after {self.sent} of {size} bytes "
+                                         f"({exc.__class__.__name__}{tries})") from None
+                self.reconnects += 1
+                self.connect()
                 continue
-            received += len(chunk)
-            if received > blob.size:
-                raise IntegrityError(f"{what}: the source sent more than the {blob.size} bytes its descriptor "
-                                     "declares", target=blob.digest)
-            hasher.update(chunk)
-            if held is not None:
-                yield held
-                on_bytes(len(held))
-            held = chunk
-    except httpx.HTTPError as exc:
-        raise TransportError(f"{what}: download broke off after {received} of {blob.size} bytes "
-                             f"({exc.__class__.__name__})") from None
-    if received != blob.size:
-        raise IntegrityError(f"{what}: the source sent {received} bytes, the descriptor declares {blob.size}",
-                             target=blob.digest)
-    actual = hasher.hexdigest()
-    if actual != expected:
-        raise IntegrityError(f"{what}: digest mismatch, the content hashes to {algorithm}:{actual}",
-                             target=blob.digest)
-    if held is not None:
-        yield held
-        on_bytes(len(held))
+            break
+        if self.sent != size:
+            raise IntegrityError(f"{t.what}: the source sent {self.sent} bytes, the descriptor declares {size}",
+                                 target=t.blob.digest)
+        if size == 0 and self.hasher.hexdigest() != expected:
+            raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
+                                 f"{t.algorithm}:{self.hasher.hexdigest()}", target=t.blob.digest)
+        self.complete = True
+
+
+def _range_start(content_range: str) -> int | None:
+    """First byte of `Content-Range: bytes <first>-<last>/<size>` (RFC 9110 14.4)."""
+    unit, _, rest = content_range.strip().partition(" ")
+    first = rest.partition("-")[0]
+    return int(first) if unit == "bytes" and first.isascii() and first.isdigit() else None

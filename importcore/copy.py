@@ -2,6 +2,10 @@
 
 Nothing is tagged unless everything under it is present in the target: blobs first, child
 manifests by digest, the top manifest, and only then the tags.
+
+With a `deadline` (the function host's timeout, less a margin) no blob transfer starts after it:
+the blobs in flight finish, then DeadlineReached says "retry me", and the next attempt skips every
+blob the target already has (issue 4, "host timeouts").
 """
 
 from __future__ import annotations
@@ -15,13 +19,20 @@ from dataclasses import dataclass, field
 import httpx
 
 from .blobcopy import BlobOutcome, copy_blob
-from .errors import ConflictError
+from .errors import ConflictError, ImporterError
 from .media import Platform
 from .plan import Limits, Plan, plan_import
 from .reference import Reference, TargetSpec
 from .registry import RegistryClient
 
-__all__ = ["CopyOptions", "ImportResult", "Progress", "run_import"]
+__all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "run_import"]
+
+
+class DeadlineReached(ImporterError):
+    """The import stopped starting blobs before the host's timeout; what it copied stays (retry it)."""
+
+    code = "DeadlineReached"
+    retryable = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +86,10 @@ SessionHook = Callable[[str, "httpx.URL | None"], None]
 
 def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],
                options: CopyOptions, on_progress: Callable[[Progress], None] = lambda p: None,
-               on_session: SessionHook = lambda repo, loc: None) -> ImportResult:
-    """Import `ref` from `source` into `targets` of `target`; raises an ImporterError on failure."""
+               on_session: SessionHook = lambda repo, loc: None, deadline: float | None = None) -> ImportResult:
+    """Import `ref` from `source` into `targets` of `target`; raises an ImporterError on failure.
+
+    `deadline` (time.monotonic()): no blob transfer starts after it; see DeadlineReached."""
     started = time.monotonic()
     progress = Progress()
     on_progress(progress)
@@ -111,7 +124,7 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
                 # blob from another repository": 202), so the guess costs no extra request.
                 mount_from = first_repo or (ref.repository if ref.repository != repo else None)
                 _copy_blobs(plan, repo, mount_from, source=source, target=target, pool=pool, result=result,
-                            progress=progress, on_progress=on_progress, on_session=on_session)
+                            progress=progress, on_progress=on_progress, on_session=on_session, deadline=deadline)
                 *children, top = plan.manifests
                 for manifest in children:
                     target.manifest_put(repo, manifest.digest, manifest)
@@ -152,9 +165,13 @@ def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest
                 f"(importing {digest}); use --force (mode Force) to overwrite it", target=str(spec))
 
 
+class _NotStarted(Exception):
+    """A blob transfer skipped because another one failed."""
+
+
 def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: RegistryClient, target: RegistryClient,
                 pool: ThreadPoolExecutor, result: ImportResult, progress: Progress,
-                on_progress: Callable[[Progress], None], on_session: SessionHook) -> None:
+                on_progress: Callable[[Progress], None], on_session: SessionHook, deadline: float | None) -> None:
     lock = threading.Lock()
 
     def on_bytes(n: int) -> None:
@@ -162,10 +179,20 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
             progress.bytes_done += n
         on_progress(progress)
 
+    failed = threading.Event()
+
     def one(blob_digest: str) -> None:
+        if failed.is_set():
+            raise _NotStarted  # a blob failed for good: the import fails, more transfers would be waste
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineReached("not started")  # replaced below by one error naming the progress
         blob = plan.blobs[blob_digest]
-        outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
-                            target_repo=repo, mount_from=mount_from, on_bytes=on_bytes, on_session=on_session)
+        try:
+            outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
+                                target_repo=repo, mount_from=mount_from, on_bytes=on_bytes, on_session=on_session)
+        except BaseException:
+            failed.set()
+            raise
         with lock:
             progress.blobs_done += 1
             if outcome is BlobOutcome.COPIED:
@@ -185,7 +212,13 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for future in pending:
         future.cancel()
-    wait(pending)
-    for future in futures:
-        if future.done() and not future.cancelled() and future.exception() is not None:
-            raise future.exception()  # type: ignore[misc]
+    wait(pending)  # the transfers in flight finish (or fail) first
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    for error in errors:
+        if not isinstance(error, (DeadlineReached, _NotStarted)):
+            raise error  # type: ignore[misc]  # a real failure says more than "out of time"
+    if errors:
+        raise DeadlineReached(
+            f"stopped before the function timeout with {progress.blobs_done} of {progress.blobs_total} blobs in "
+            f"{target.registry}/{repo}; the next attempt continues with the rest "
+            "(IMPORT_FUNCTION_TIMEOUT_SECONDS, IMPORT_DEADLINE_MARGIN_SECONDS)")

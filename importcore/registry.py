@@ -1,7 +1,7 @@
 """A client for one registry's OCI distribution API (distribution-spec v1.1 "spec.md").
 
 Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get,
-upload_start/upload_put/upload_cancel, manifest_head/get/put. Errors are classified once,
+upload_start/upload_patch/upload_status/upload_commit/upload_cancel, manifest_head/get/put. Errors are classified once,
 here, into errors.py's tree; requests without a streamed body are retried by retry.py.
 """
 
@@ -136,10 +136,7 @@ class RegistryClient:
         except (ValueError, AttributeError):
             pass
         status = response.status_code
-        rate = None
-        if response.headers.get("ratelimit-remaining"):
-            rate = (f"{response.headers.get('ratelimit-remaining')} of "
-                    f"{response.headers.get('ratelimit-limit', '?')} remaining")
+        rate = _rate_limit(response.headers)
         parts = [f"{what}: {self.registry} answered {status}"]
         if codes:
             parts.append(" ".join(codes))
@@ -373,6 +370,19 @@ class RegistryClient:
             return self._send("DELETE", fresh, scopes=scopes, what=what).status_code in (200, 202, 204)
         except ImporterError:
             return False
+
+
+def _rate_limit(headers: httpx.Headers) -> str | None:
+    """Docker Hub's `RateLimit-Remaining: 0;w=21600` / `RateLimit-Limit: 100;w=21600` as "0 of 100
+    remaining (window 21600 s)": what a user needs to tell a quota from an outage."""
+    remaining = headers.get("ratelimit-remaining")
+    if not remaining:
+        return None
+    count, _, policy = remaining.partition(";")
+    limit = (headers.get("ratelimit-limit") or "?").partition(";")[0].strip()[:20]
+    window = policy.strip().removeprefix("w=")[:20]
+    text = f"{count.strip()[:20]} of {limit} remaining"
+    return f"{text} (window {window} s)" if window.isascii() and window.isdigit() else text
 
 
 def _range_offset(value: str | None) -> int | None:

@@ -6,7 +6,9 @@ amplification: retry a unit once at one layer, never nested).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
@@ -19,6 +21,8 @@ __all__ = ["MAX_RETRY_AFTER", "attempts", "parse_retry_after"]
 MAX_RETRY_AFTER = 30.0  # longer waits are the timer's job: the job is rescheduled instead
 ATTEMPTS = 5
 TOTAL_SECONDS = 120.0
+
+_scope = threading.local()  # .depth: how many retried units this thread is inside
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
@@ -47,7 +51,39 @@ def _hook(exc: Exception) -> bool | float:
     return True
 
 
+class _Scoped:
+    """One stamina attempt that marks this thread as inside a retried unit while it runs."""
+
+    __slots__ = ("_attempt",)
+
+    def __init__(self, attempt) -> None:
+        self._attempt = attempt
+
+    @property
+    def num(self) -> int:
+        return self._attempt.num
+
+    def __enter__(self):
+        _scope.depth = getattr(_scope, "depth", 0) + 1
+        return self._attempt.__enter__()
+
+    def __exit__(self, *exc) -> bool | None:
+        _scope.depth -= 1
+        return self._attempt.__exit__(*exc)
+
+
+class _Once(contextlib.nullcontext):
+    num = 1
+
+
 def attempts(*, attempts: int = ATTEMPTS, timeout: float = TOTAL_SECONDS) -> Iterator:
-    """`for attempt in attempts(): with attempt: ...` — exponential backoff with jitter."""
-    return iter(stamina.retry_context(on=_hook, attempts=attempts, timeout=timeout,
-                                      wait_initial=0.2, wait_max=10.0, wait_jitter=0.5))
+    """`for attempt in attempts(): with attempt: ...` — exponential backoff with jitter.
+
+    Inside an attempt of another `attempts()` loop on the same thread (a request made while a blob
+    transfer is being tried) this yields one try only: the enclosing unit is what gets retried, so a
+    503 storm costs `attempts` requests, not `attempts`² (STYLE.md rule 7, ggcr's "retry amplification").
+    """
+    if getattr(_scope, "depth", 0):
+        return iter([_Once()])
+    return (_Scoped(a) for a in stamina.retry_context(on=_hook, attempts=attempts, timeout=timeout,
+                                                      wait_initial=0.2, wait_max=10.0, wait_jitter=0.5))

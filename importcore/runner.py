@@ -60,8 +60,10 @@ def token_provider_for(registry: str, credential: Credential | None, settings: S
 
 
 def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable[[Progress], None] = lambda p: None,
-            on_session: SessionHook = lambda repo, loc: None, http: httpx.Client | None = None) -> ImportResult:
-    """Copy request.source into request.target_registry; raises ImporterError on failure."""
+            on_session: SessionHook = lambda repo, loc: None, http: httpx.Client | None = None,
+            deadline: float | None = None) -> ImportResult:
+    """Copy request.source into request.target_registry; raises ImporterError on failure.
+    `deadline` (time.monotonic()): start no blob transfer after it (run_import)."""
     policy = policy_for(settings, request.target_registry)
     own = http is None
     http = http or make_http_client(policy, max_connections=4 * settings.blob_concurrency)
@@ -91,7 +93,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
                                 role="target",
                                 token_provider=token_provider_for(request.target_registry, tgt_cred, settings, http))
         return run_import(source=source, ref=request.source, target=target, targets=list(request.targets),
-                          options=options, on_progress=on_progress, on_session=on_session)
+                          options=options, on_progress=on_progress, on_session=on_session, deadline=deadline)
     finally:
         if own:
             http.close()

@@ -44,6 +44,15 @@ def _auth_file(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
 
 
+def _deadline_margin(env: Mapping[str, str]) -> int:
+    margin = _int(env, "IMPORT_DEADLINE_MARGIN_SECONDS", 60, minimum=0)
+    timeout = _int(env, "IMPORT_FUNCTION_TIMEOUT_SECONDS", 600)
+    if margin >= timeout:
+        raise UsageError(f"setting IMPORT_DEADLINE_MARGIN_SECONDS={margin} must be less than "
+                         f"IMPORT_FUNCTION_TIMEOUT_SECONDS={timeout}")
+    return margin
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     storage_connection: str | None = None
@@ -63,6 +72,10 @@ class Settings:
     lease_seconds: int = 600
     job_ttl_days: int = 7
     retry_base_seconds: int = 30
+    # host.json functionTimeout (10 min); the worker starts no blob transfer in the last margin
+    # seconds and re-schedules the job rather than be cut off by the host (issue 4).
+    function_timeout_seconds: int = 600
+    deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
     managed_identity_client_id: str | None = None
 
@@ -87,6 +100,8 @@ class Settings:
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
             job_ttl_days=_int(env, "IMPORT_JOB_TTL_DAYS", 7),
             retry_base_seconds=_int(env, "IMPORT_RETRY_BASE_SECONDS", 30),
+            function_timeout_seconds=_int(env, "IMPORT_FUNCTION_TIMEOUT_SECONDS", 600),
+            deadline_margin_seconds=_deadline_margin(env),
             arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
             managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
         )

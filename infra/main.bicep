@@ -245,6 +245,8 @@ var appSettings = union({
   IMPORT_LEASE_SECONDS: string(leaseSeconds)
   IMPORT_JOB_TTL_DAYS: string(jobTtlDays)
   IMPORT_RETRY_BASE_SECONDS: string(retryBaseSeconds)
+  IMPORT_FUNCTION_TIMEOUT_SECONDS: '600' // = host.json functionTimeout "00:10:00": change both together
+  IMPORT_DEADLINE_MARGIN_SECONDS: '60' // no blob transfer starts in the invocation's last minute
 }, userAssigned ? {
   // A user-assigned identity must be named for the host's storage connection.
   AzureWebJobsStorage__clientId: identity.properties.clientId

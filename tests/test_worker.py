@@ -357,13 +357,13 @@ def test_status_shows_live_progress_while_running(app_host_factory, source_regis
     worker = app.service().worker
     real, paused, resume = worker._execute, threading.Event(), threading.Event()
 
-    def pausing(request, settings, *, on_progress, on_session):
+    def pausing(request, settings, *, on_progress, on_session, **kw):
         def progress(p):
             on_progress(p)  # the worker writes it to the record first
             if p.blobs_done == 1 and not paused.is_set():
                 paused.set()
                 resume.wait(20)
-        return real(request, settings, on_progress=progress, on_session=on_session)
+        return real(request, settings, on_progress=progress, on_session=on_session, **kw)
 
     worker._execute = pausing
     with Pusher(source_registry) as p:

@@ -12,7 +12,7 @@ import time
 import httpx
 
 from .. import telemetry
-from ..copy import ImportResult, Progress
+from ..copy import DeadlineReached, ImportResult, Progress
 from ..errors import ImporterError, RegistryError
 from ..runner import cancel_sessions, execute
 from ..settings import Settings
@@ -46,12 +46,15 @@ class Worker:
 
     def process(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
         """Handle one delivery; returns what happened (for logs and tests)."""
+        # The host cuts an invocation off at functionTimeout: start no blob transfer in its last
+        # margin, so the attempt ends on its own terms and re-schedules itself (issue 4).
+        deadline = time.monotonic() + self.settings.function_timeout_seconds - self.settings.deadline_margin_seconds
         with telemetry.job_scope(job_id), telemetry.span("import", job_id=job_id, delivery=dequeue_count):
-            outcome = self._process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
+            outcome = self._process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue, deadline=deadline)
         telemetry.count("imports", outcome=outcome)
         return outcome
 
-    def _process(self, job_id: str, *, dequeue_count: int, max_dequeue: int) -> str:
+    def _process(self, job_id: str, *, dequeue_count: int, max_dequeue: int, deadline: float) -> str:
         job = self.store.get(job_id)
         if job is None:
             log.warning("job %s: no record; message dropped", job_id)
@@ -83,7 +86,7 @@ class Worker:
             return "claimed-elsewhere"
         log.info("job %s: attempt %d started", job.id, job.attempts)
         try:
-            result = self._run(job)
+            result = self._run(job, deadline)
         except LeaseLost:
             log.warning("job %s: lease lost; another worker owns it now", job.id)
             return "lease-lost"
@@ -122,7 +125,7 @@ class Worker:
         log.info("job %s: waits for job %s on the same target tag", job.id, older[0].id)
         return True
 
-    def _run(self, job: Job) -> ImportResult:
+    def _run(self, job: Job, deadline: float) -> ImportResult:
         request = request_from_summary(job.request, self.box.open_credential(job.credential))
         lock = threading.Lock()
         sessions: dict[str, dict] = {}
@@ -154,7 +157,8 @@ class Worker:
                 sessions[key] = {"repository": repo, "location": str(location)}
                 flush()  # written before the upload streams, so a crash leaves it findable
 
-        return self._execute(request, self.settings, on_progress=on_progress, on_session=on_session)
+        return self._execute(request, self.settings, on_progress=on_progress, on_session=on_session,
+                             deadline=deadline)
 
     def _seal(self, sessions: list[dict]) -> str | None:
         if not sessions:
@@ -164,7 +168,9 @@ class Worker:
     def _failed_attempt(self, job: Job, exc: ImporterError) -> str:
         self.cancel_uploads(job)
         if exc.retryable and job.attempts < self.settings.max_attempts:
-            delay = self.backoff(job.attempts, exc)
+            # Out of time is no fault to back off from: the next attempt is due at once (the timer
+            # sends it) and skips the blobs this one copied.
+            delay = 0.0 if isinstance(exc, DeadlineReached) else self.backoff(job.attempts, exc)
             self._settle(job, "Queued", error=exc.to_dict(),
                          next_attempt_at=iso(utcnow() + dt.timedelta(seconds=delay)))
             log.warning("job %s: attempt %d failed, retry in %.0fs: %s", job.id, job.attempts, delay, exc.message)
