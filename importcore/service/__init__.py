@@ -45,7 +45,8 @@ class ImportService:
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
         self.box = SecretBox(settings.credential_key)
         self.dedupe_window = dedupe_window()
-        self.worker = Worker(settings, self.store, self.box, **({"executor": executor} if executor else {}))
+        self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send,
+                             **({"executor": executor} if executor else {}))
 
     @classmethod
     def from_env(cls) -> ImportService:

@@ -8,6 +8,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -34,8 +35,10 @@ class LeaseLost(ImporterError):
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *, executor=execute) -> None:
+    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *, executor=execute,
+                 requeue: Callable[[str], None] | None = None) -> None:
         self.settings, self.store, self.box, self._execute = settings, store, box, executor
+        self._requeue = requeue  # sends a job's message now (the queue), for work that is due at once
 
     def backoff(self, attempts: int, exc: ImporterError) -> float:
         delay = min(MAX_BACKOFF, self.settings.retry_base_seconds * 2 ** max(0, attempts - 1))
@@ -168,8 +171,14 @@ class Worker:
     def _failed_attempt(self, job: Job, exc: ImporterError) -> str:
         self.cancel_uploads(job)
         if exc.retryable and job.attempts < self.settings.max_attempts:
-            # Out of time is no fault to back off from: the next attempt is due at once (the timer
-            # sends it) and skips the blobs this one copied.
+            if isinstance(exc, DeadlineReached) and self._requeue is not None:
+                # Out of time is no fault to back off from: the next invocation starts at once and
+                # skips the blobs this one copied. The timer re-sends it only if this message is lost.
+                self._settle(job, "Queued", error=exc.to_dict(), due_now=True,
+                             next_attempt_at=iso(utcnow() + dt.timedelta(seconds=self.settings.lease_seconds)))
+                self._requeue(job.id)
+                log.info("job %s: out of time after attempt %d; continued in a new invocation", job.id, job.attempts)
+                return "continued"
             delay = 0.0 if isinstance(exc, DeadlineReached) else self.backoff(job.attempts, exc)
             self._settle(job, "Queued", error=exc.to_dict(),
                          next_attempt_at=iso(utcnow() + dt.timedelta(seconds=delay)))
@@ -190,13 +199,13 @@ class Worker:
         self._settle(job, "Failed", error=error)
 
     def _settle(self, job: Job, status: str, *, error: dict | None = None, result: dict | None = None,
-                next_attempt_at: str | None = None) -> None:
+                next_attempt_at: str | None = None, due_now: bool = False) -> None:
         """Write the outcome; on a conflicting write, reload and apply it only if we still own the job."""
         attempts = job.attempts
         for _ in range(5):
             job.status, job.error, job.result = status, error, result
             job.lease_until, job.next_attempt_at = None, next_attempt_at
-            job.retry_at = next_attempt_at if status == "Queued" else None
+            job.retry_at = next_attempt_at if status == "Queued" and not due_now else None
             if status in ("Succeeded", "Failed"):
                 job.uploads = None
             try:
