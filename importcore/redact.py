@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["RedactingFilter", "install", "redact_text"]
+import httpx
+
+__all__ = ["RedactingFilter", "install", "redact_text", "redact_url"]
 
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*", re.ASCII)
 # A relative URL's query too: registries may answer `Location: /v2/…/uploads/…?_state=…`, and
@@ -17,6 +19,12 @@ _URL_QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*", re.ASCII)
 _PATH_QUERY = re.compile(r"((?:^|[\s\"'(=])/[^\s?#\"']*)\?(?!…)[^\s\"']*", re.ASCII)
 _USERINFO = re.compile(r"(https?://)[^/\s@\"']+@", re.ASCII)
 _AUTH_HEADER = re.compile(r"((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+", re.ASCII)
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """A URL safe for logs and errors: no userinfo, no query (signatures, upload state)."""
+    url = httpx.URL(str(url))
+    return str(url.copy_with(userinfo=b"", query=None, fragment=None)) + ("?…" if url.query else "")
 
 
 def redact_text(text: str) -> str:

@@ -22,7 +22,9 @@ from .errors import (AuthError, HostNotAllowed, ImporterError, IntegrityError, L
 from .hostpolicy import HostPolicy
 from .media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from .reference import DOCKER_HUB, DOCKER_HUB_API
+from .redact import redact_url
 from .retry import attempts, parse_retry_after
+from .uploads import UploadSessions
 
 __all__ = ["RegistryClient", "redact_url"]
 
@@ -31,12 +33,6 @@ _MAX_ERROR_BODY = 64 * 1024
 _MAX_REDIRECTS = 5
 _SECRET_PARAMS = ("_state", "sig", "signature", "token", "access_token", "x-amz-signature", "x-amz-credential",
                   "x-amz-security-token", "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv")
-
-
-def redact_url(url: httpx.URL | str) -> str:
-    """A URL safe for logs and errors: no userinfo, no query (signatures, upload state)."""
-    url = httpx.URL(str(url))
-    return str(url.copy_with(userinfo=b"", query=None, fragment=None)) + ("?…" if url.query else "")
 
 
 def _netloc(url: httpx.URL) -> str:
@@ -48,7 +44,7 @@ def _short(digest: str) -> str:
     return digest[:19]
 
 
-class RegistryClient:
+class RegistryClient(UploadSessions):
     """One registry, one credential, shared by the threads of an import."""
 
     def __init__(self, registry: str, *, http: httpx.Client, policy: HostPolicy,
@@ -291,87 +287,6 @@ class RegistryClient:
 
         return self._retry(once)
 
-    def upload_start(self, repository: str) -> httpx.URL:
-        what = f"upload start in {self.registry}/{repository}"
-
-        def once() -> httpx.URL:
-            r = self._send("POST", self._url(repository, "blobs", "uploads/"),
-                           scopes=[scopes_for(repository, "pull", "push")], what=what,
-                           headers={"Content-Length": "0"})
-            if r.status_code != 202:
-                raise self._error(r, what)
-            return self._location(r, what)
-
-        return self._retry(once)
-
-    def _location(self, r: httpx.Response, what: str) -> httpx.URL:
-        location = r.headers.get("location")
-        if not location:
-            raise RegistryError(f"{what}: the registry gave no upload Location", status=r.status_code)
-        # Relative Locations are resolved against the request, and their query (_state) kept verbatim.
-        try:
-            return r.request.url.join(location)
-        except httpx.InvalidURL:
-            raise RegistryError(f"{what}: the registry gave an unusable upload Location", status=r.status_code) \
-                from None
-
-    def upload_patch(self, location: httpx.URL, repository: str, body: Iterable[bytes],
-                     what: str) -> tuple[httpx.URL, int | None]:
-        """Stream `body` into the session in one PATCH (chunked transfer encoding, no Content-Length:
-        the body may end early and still be a complete request); -> (next Location, the registry's
-        offset from its Range header, if it sent one). Not retried here: the transfer is the unit."""
-        r = self._send("PATCH", location, scopes=[scopes_for(repository, "pull", "push")], what=what,
-                       headers={"Content-Type": "application/octet-stream"}, content=body)
-        if r.status_code != 202:
-            raise self._error(r, what)
-        return self._location(r, what), _range_offset(r.headers.get("range"))
-
-    def upload_status(self, location: httpx.URL, repository: str) -> tuple[int | None, httpx.URL]:
-        """GET <location> (distribution-spec "Resuming an upload"): (bytes the session holds, the Location
-        to continue with). Distribution 2.8 answers 404 BLOB_UPLOAD_INVALID when the Location's signed
-        `_state` offset is not the stored size; 3.0 no longer checks it here (distribution PR #3755)."""
-        what = f"status of upload {redact_url(location)}"
-        r = self._send("GET", location, scopes=[scopes_for(repository, "pull", "push")], what=what)
-        if r.status_code not in (200, 204):
-            raise self._error(r, what)
-        fresh = self._location(r, what) if r.headers.get("location") else location
-        return _range_offset(r.headers.get("range")), fresh
-
-    def upload_commit(self, location: httpx.URL, repository: str, digest: str, what: str) -> None:
-        """Close the session: PUT <location>?digest= with no body; the registry verifies the digest."""
-        sep = "&" if location.query else "?"
-        url = httpx.URL(str(location) + f"{sep}digest={digest.replace(':', '%3A')}")
-        r = self._send("PUT", url, scopes=[scopes_for(repository, "pull", "push")], what=what,
-                       headers={"Content-Type": "application/octet-stream", "Content-Length": "0"}, content=b"")
-        if r.status_code not in (201, 204):
-            raise self._error(r, what)
-
-    def upload_cancel(self, location: httpx.URL, repository: str) -> bool:
-        """DELETE an upload session; True when the registry says it is gone. Best effort, never raises.
-
-        A Location whose `_state` no longer matches the stored size (a request body that broke off
-        half-way) gets 404 BLOB_UPLOAD_INVALID from Distribution (416 RANGE_INVALID from 3.0), and the
-        session stays. Registries that answer GET <location> anyway (Distribution 3.0, PR #3755) hand
-        out a current Location there, which is DELETEd instead; 2.8 keeps such a session until its
-        upload purger runs (storage.maintenance.uploadpurging, a week by default).
-        """
-        scopes = [scopes_for(repository, "pull", "push")]
-        what = f"cancel of upload {redact_url(location)}"
-        try:
-            r = self._send("DELETE", location, scopes=scopes, what=what)
-            if r.status_code in (200, 202, 204):
-                return True
-            codes = self._error(r, what).codes
-            if "BLOB_UPLOAD_UNKNOWN" in codes:
-                return True  # already gone (cancelled, committed, or purged)
-            if not {"BLOB_UPLOAD_INVALID", "RANGE_INVALID"} & set(codes):
-                return False
-            _, fresh = self.upload_status(location, repository)
-            return self._send("DELETE", fresh, scopes=scopes, what=what).status_code in (200, 202, 204)
-        except ImporterError:
-            return False
-
-
 def _rate_limit(headers: httpx.Headers) -> str | None:
     """Docker Hub's `RateLimit-Remaining: 0;w=21600` / `RateLimit-Limit: 100;w=21600` as "0 of 100
     remaining (window 21600 s)": what a user needs to tell a quota from an outage."""
@@ -383,16 +298,6 @@ def _rate_limit(headers: httpx.Headers) -> str | None:
     window = policy.strip().removeprefix("w=")[:20]
     text = f"{count.strip()[:20]} of {limit} remaining"
     return f"{text} (window {window} s)" if window.isascii() and window.isdigit() else text
-
-
-def _range_offset(value: str | None) -> int | None:
-    """The size an upload session holds, from its `Range: 0-<last byte>` header (distribution-spec)."""
-    if not value:
-        return None
-    start, sep, end = value.strip().removeprefix("bytes=").partition("-")
-    if not sep or not start.isdigit() or not end.isdigit() or not start.isascii() or not end.isascii():
-        return None
-    return int(end) + 1
 
 
 def _body_prefix(response: httpx.Response, cap: int) -> bytes:

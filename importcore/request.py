@@ -8,6 +8,7 @@ from .auth import Credential
 from .errors import UsageError
 from .media import Platform
 from .reference import Reference, TargetSpec, parse_target
+from .resourceid import parse_resource_id
 
 __all__ = ["ImportRequest", "resolve_targets", "source_by_resource_id"]
 
@@ -51,8 +52,6 @@ def resolve_targets(source: Reference, images: list[str], repositories: list[str
 def source_by_resource_id(resource_id: str, image: str, *, target: str) -> tuple[Reference, str]:
     """`--registry ID --source repo[:tag|@digest]` (az acr import): the reference is parsed against the
     registry's default login server; execute() swaps in the one ARM reports."""
-    from .arm import parse_resource_id  # values only: no Azure call here
-
     rid = parse_resource_id(resource_id, target=target)
     placeholder = f"{rid.name.lower()}.azurecr.io"
     ref = Reference.parse(image, default_registry=placeholder)
