@@ -68,7 +68,8 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
 
 
 def _text(result: ImportResult, request: ImportRequest) -> str:
-    where = ", ".join(result.tags) or ", ".join(f"{r}@{result.digest}" for r in result.repositories)
+    untagged = [f"{t.repository}@{result.digest}" for t in request.targets if t.tag is None]
+    where = ", ".join(result.tags + untagged)
     return (f"imported {request.source} -> {request.target_registry}: {where}\n"
             f"digest {result.digest} ({result.media_type}), {result.manifests} manifest(s), blobs: "
             f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
