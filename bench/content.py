@@ -80,9 +80,6 @@ class Image:
     def ref(self) -> str:
         return f"{self.repo}:{self.tag}" if self.tag else f"{self.repo}@{self.digest}"
 
-    def descriptor_size(self) -> int:
-        return 0
-
 
 def push_image(pusher: Pusher, repo: str, tag: str | None, *, layers: list[int], seed: str,
                platform: tuple[str, str] = ("linux", "amd64")) -> tuple[Image, dict]:

@@ -57,7 +57,7 @@ class _Stats:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -180,7 +180,7 @@ class CountingProxy:
     def host(self) -> str:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "CountingProxy":
+    def start(self) -> CountingProxy:
         self._thread.start()
         return self
 
@@ -194,7 +194,7 @@ class CountingProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "CountingProxy":
+    def __enter__(self) -> CountingProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
