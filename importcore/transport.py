@@ -7,6 +7,7 @@ must not turn a refused address into an allowed one.
 
 from __future__ import annotations
 
+import functools
 import http.cookiejar
 import ssl
 import typing
@@ -72,12 +73,18 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise last or httpcore.ConnectError(f"no address for {host}")
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~20 ms of CPU; one context per process serves every client.
+    return ssl.create_default_context()
+
+
 def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: float = 60.0) -> httpx.Client:
     redact.install()  # httpx logs request URLs; upload URLs carry _state
-    transport = _Transport(retries=0)
+    transport = _Transport(retries=0, verify=_tls_context())
     # httpx 0.28 does not expose network_backend; the pool is rebuilt with ours (pinned version).
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=ssl.create_default_context(),
+        ssl_context=_tls_context(),
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
         keepalive_expiry=30.0,

@@ -68,12 +68,15 @@ class UploadSessions:
         fresh = self._location(r, what) if r.headers.get("location") else location
         return _range_offset(r.headers.get("range")), fresh
 
-    def upload_commit(self, location: httpx.URL, repository: str, digest: str, what: str) -> None:
-        """Close the session: PUT <location>?digest= with no body; the registry verifies the digest."""
+    def upload_commit(self, location: httpx.URL, repository: str, digest: str, what: str,
+                      body: bytes = b"") -> None:
+        """Close the session: PUT <location>?digest= with no body, or with the whole (small, already
+        verified) blob as a monolithic upload; the registry verifies the digest."""
         sep = "&" if location.query else "?"
         url = httpx.URL(str(location) + f"{sep}digest={digest.replace(':', '%3A')}")
         r = self._send("PUT", url, scopes=[scopes_for(repository, "pull", "push")], what=what,
-                       headers={"Content-Type": "application/octet-stream", "Content-Length": "0"}, content=b"")
+                       headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(body))},
+                       content=body)
         if r.status_code not in (201, 204):
             raise self._error(r, what)
 
