@@ -132,7 +132,7 @@ class Worker:
         request = request_from_summary(job.request, self.box.open_credential(job.credential))
         lock = threading.Lock()
         sessions: dict[str, dict] = {}
-        last = [0.0]
+        last = [time.monotonic()]  # the claim was just written: the first progress write can wait
 
         def flush(progress: dict | None = None) -> None:
             if progress is not None:
@@ -147,9 +147,10 @@ class Worker:
         def on_progress(p: Progress) -> None:
             now = time.monotonic()
             with lock:
-                if now - last[0] >= PROGRESS_EVERY or p.phase in ("tagging", "done"):
+                job.progress = p.to_dict()  # the outcome's write carries the last one
+                if now - last[0] >= PROGRESS_EVERY:
                     last[0] = now
-                    flush(p.to_dict())
+                    flush()
 
         def on_session(repo: str, location: httpx.URL | None) -> None:
             with lock:
