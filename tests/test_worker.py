@@ -418,3 +418,26 @@ def test_lost_worker_on_the_last_attempt_is_failed_by_the_timer(queued_job):
     assert failed["error"]["message"].startswith(f"gave up after {svc.settings.max_attempts} attempts")
     assert svc.process(message) == "done-already"
     assert decoded(app.peek()) == [{"v": 1, "jobId": job["id"]}]  # only the original: nothing re-enqueued
+
+
+def test_the_target_tags_lane_is_left_when_the_job_finishes(queued_job):
+    """Per-tag ordering uses one small partition per target tag: a finished job leaves it, and a row
+    whose job is gone does not hold the next import of that tag back."""
+    app, job, message, pushed = queued_job
+    svc = app.service()
+
+    def lanes() -> list[dict]:
+        return [e for e in app.entities() if e["PartitionKey"].startswith("lane-")]
+
+    assert [e["jobId"] for e in lanes()] == [job["id"]]
+    assert svc.process(message) == "succeeded"
+    assert lanes() == []
+
+    # A row left behind by a job record that no longer exists (expired, or deleted by hand).
+    key = svc.store.get(job["id"]).target_key
+    svc.store._table.create_entity({"PartitionKey": f"lane-{key}", "RowKey": "2000-01-01T00:00:00.000000Z|gone",
+                                    "jobId": "gone"})
+    host, _, image = job["source"].partition("/")
+    again = app.post_import(body(host, image, job["targets"][0])).json()
+    assert svc.process(json.dumps({"v": 1, "jobId": again["id"]})) == "succeeded"
+    assert lanes() == []  # the ghost row was cleaned up on the way

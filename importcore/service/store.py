@@ -27,6 +27,14 @@ def iso(when: dt.datetime | None) -> str | None:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else None
 
 
+def _lane(target_key: str) -> str:
+    return f"lane-{target_key}"
+
+
+def _lane_row(job: Job) -> str:
+    return f"{job.created_at}|{job.id}"  # creation order; the id breaks ties
+
+
 class StaleJob(Exception):
     """Someone else changed the record since we read it (HTTP 412 from the table)."""
 
@@ -106,9 +114,42 @@ class JobStore:
     def create(self, job: Job) -> Job:
         self._ensure()
         job.created_at = job.updated_at = iso(utcnow())
+        if job.target_key:
+            # Written first: a job is never runnable without its place in the lane of its target tag.
+            self._table.create_entity({"PartitionKey": _lane(job.target_key), "RowKey": _lane_row(job),
+                                       "jobId": job.id})
         meta = self._table.create_entity(job.to_entity())
         job.etag = meta.get("etag")
         return job
+
+    def lane_ahead(self, job: Job) -> list[Job]:
+        """Unfinished jobs created before `job` for the same target tag, oldest first.
+
+        One partition per target tag (a point range query, not a scan of every job record); rows of
+        finished or deleted jobs are removed as they are met.
+        """
+        if not job.target_key:
+            return []
+        ahead = []
+        rows = self._table.query_entities("PartitionKey eq @p and RowKey lt @r",
+                                          parameters={"p": _lane(job.target_key), "r": _lane_row(job)})
+        for row in rows:
+            other = self.get(row["jobId"])
+            if other is None or other.status in ("Succeeded", "Failed"):
+                self._leave_lane(row["PartitionKey"], row["RowKey"])
+            else:
+                ahead.append(other)
+        return ahead
+
+    def leave_lane(self, job: Job) -> None:
+        if job.target_key and job.created_at:
+            self._leave_lane(_lane(job.target_key), _lane_row(job))
+
+    def _leave_lane(self, partition: str, row: str) -> None:
+        try:
+            self._table.delete_entity(partition, row)
+        except ResourceNotFoundError:
+            pass
 
     def get(self, job_id: str) -> Job | None:
         self._ensure()
@@ -129,6 +170,7 @@ class JobStore:
         return job
 
     def delete(self, job: Job) -> None:
+        self.leave_lane(job)
         try:
             self._table.delete_entity(PARTITION, job.id, etag=job.etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):

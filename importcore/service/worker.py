@@ -110,12 +110,7 @@ class Worker:
     def _defer_behind_older(self, job: Job, now: dt.datetime) -> bool:
         """Imports to one target tag run one at a time, oldest first: a newer digest for a tag whose
         import is still queued or running waits for it instead of racing it to the tag."""
-        if not job.target_key:
-            return False
-        older = [j for j in self.store.query("targetKey eq @k and createdAt le @c", k=job.target_key,
-                                             c=job.created_at or iso(now))
-                 if j.id != job.id and j.status in ("Queued", "Running")
-                 and (j.created_at, j.id) < (job.created_at, job.id)]
+        older = self.store.lane_ahead(job)
         if not older:
             return False
         wait = iso(now + dt.timedelta(seconds=max(5, self.settings.retry_base_seconds)))
@@ -211,6 +206,8 @@ class Worker:
                 job.uploads = None
             try:
                 self.store.save(job)
+                if status in ("Succeeded", "Failed"):
+                    self.store.leave_lane(job)  # the next import of this tag may start
                 return
             except StaleJob:
                 fresh = self.store.get(job.id)
