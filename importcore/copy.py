@@ -10,6 +10,7 @@ blob the target already has (issue 4, "host timeouts").
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from . import telemetry
 from .blobcopy import BlobOutcome, copy_blob
 from .errors import ConflictError, ImporterError
 from .media import Platform
@@ -188,8 +190,12 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
             raise DeadlineReached("not started")  # replaced below by one error naming the progress
         blob = plan.blobs[blob_digest]
         try:
-            outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
-                                target_repo=repo, mount_from=mount_from, on_bytes=on_bytes, on_session=on_session)
+            with telemetry.span("blob", digest=blob.digest, size=blob.size, repository=repo) as span:
+                outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
+                                    target_repo=repo, mount_from=mount_from, on_bytes=on_bytes,
+                                    on_session=on_session)
+                if span is not None:
+                    span.set_attribute("outcome", outcome.value)
         except BaseException:
             failed.set()
             raise
@@ -208,7 +214,9 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
 
     # Largest first: the long transfers start early and the small ones fill the gaps.
     order = sorted(plan.blobs, key=lambda d: -plan.blobs[d].size)
-    futures = [pool.submit(one, digest) for digest in order]
+    # Each task runs in a copy of this context: the job id (log records) and the import's span
+    # (the parent of the blob spans) follow the work into the pool's threads.
+    futures = [pool.submit(contextvars.copy_context().run, one, digest) for digest in order]
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for future in pending:
         future.cancel()

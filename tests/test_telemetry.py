@@ -56,8 +56,9 @@ def otel(monkeypatch):
     class Tracer:
         @contextmanager
         def start_as_current_span(self, name, attributes=None):
-            rec.spans.append((name, dict(attributes or {})))
-            yield f"span:{name}"
+            attrs = dict(attributes or {})
+            rec.spans.append((name, attrs))
+            yield types.SimpleNamespace(name=f"span:{name}", set_attribute=attrs.__setitem__)
 
     class Counter:
         def __init__(self, name):
@@ -132,3 +133,20 @@ def test_job_id_is_stamped_on_every_record(telemetry):
                              "[4f1c] job 4f1c: already says which", "[77aa] job 77aa: from a worker thread"]
     assert messages[1::2] == messages[::2]  # the second handler saw the same, prefixed once
     assert telemetry.current_job() is None
+
+
+def test_an_import_makes_one_span_per_blob_carrying_the_job_id(telemetry, otel, capsys, local_env, source_registry,
+                                                                target_registry, unique_repo):
+    """The blob spans are made in the copy's thread pool: the job id must follow the work there."""
+    from importcore.cli import main
+    from tests.support.images import Pusher, push_index
+
+    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is True
+    with Pusher(source_registry) as p:
+        pushed = push_index(p, unique_repo, "v1")
+    with telemetry.job_scope("job-42"):
+        assert main(["import", "--source", f"{source_registry.host}/{unique_repo}:v1", "--name",
+                     target_registry.host, "--output", "json"]) == 0
+    blobs = [attrs for name, attrs in otel.spans if name == "blob"]
+    assert sorted(a["digest"] for a in blobs) == sorted(d for d, _ in pushed.blobs)
+    assert {a["job_id"] for a in blobs} == {"job-42"} and {a["outcome"] for a in blobs} == {"copied"}
