@@ -29,7 +29,9 @@ setup: .stamp-apt .stamp-venv .stamp-npm
 demo: setup
 	$(PY) scripts/demo.py
 
+# Pyflakes-level lint first (undefined names, unused imports): cheap, and catches what tests miss.
 test: setup
+	.venv/bin/ruff check --quiet --select F,E9 importcore function_app.py tests scripts bench
 	$(PY) -m pytest -q
 
 bench: setup
