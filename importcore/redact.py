@@ -6,12 +6,14 @@ a CDN signature or an `access_token` in a query must never reach a log sink.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
+from collections.abc import Iterable
 
 import httpx
 
-__all__ = ["RedactingFilter", "install", "redact_text", "redact_url"]
+__all__ = ["RedactingFilter", "install", "redact_text", "redact_url", "scrub"]
 
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*", re.ASCII)
 # A relative URL's query too: registries may answer `Location: /v2/…/uploads/…?_state=…`, and
@@ -25,6 +27,20 @@ def redact_url(url: httpx.URL | str) -> str:
     """A URL safe for logs and errors: no userinfo, no query (signatures, upload state)."""
     url = httpx.URL(str(url))
     return str(url.copy_with(userinfo=b"", query=None, fragment=None)) + ("?…" if url.query else "")
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every given secret (and its Basic-auth and base64 forms) replaced by ***.
+
+    Error texts quote what registries answer; a hostile one can echo the credentials it was sent.
+    """
+    for secret in secrets:
+        if not secret or len(secret) < 4:
+            continue
+        forms = {secret, base64.b64encode(secret.encode()).decode()}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+    return text
 
 
 def redact_text(text: str) -> str:

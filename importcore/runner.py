@@ -14,9 +14,10 @@ from .auth import Credential, load_credential
 from .auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
 from .auth.identity import StaticTokenCredential, build_credential
 from .copy import CopyOptions, ImportResult, Progress, SessionHook, run_import
-from .errors import HostNotAllowed
+from .errors import HostNotAllowed, ImporterError
 from .hostpolicy import HostPolicy
 from .plan import Limits
+from .redact import scrub
 from .reference import parse_registry
 from .registry import RegistryClient
 from .request import ImportRequest
@@ -67,6 +68,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
     policy = policy_for(settings, request.target_registry)
     own = http is None
     http = http or make_http_client(policy, max_connections=4 * settings.blob_concurrency)
+    secrets: list[str] = list(request.credential.secrets) if request.credential else []
     try:
         if request.source_resource_id:
             login = resolve_login_server(request.source_resource_id, _identity(settings.managed_identity_client_id),
@@ -87,6 +89,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
                                      target=exc.target) from None
         src_cred = request.credential or load_credential(settings.auth_file, request.credential_ref or src_registry)
         tgt_cred = load_credential(settings.auth_file, request.target_registry)
+        secrets += [*(src_cred.secrets if src_cred else ()), *(tgt_cred.secrets if tgt_cred else ())]
         source = RegistryClient(src_registry, http=http, policy=policy, credential=src_cred, role="source",
                                 token_provider=token_provider_for(src_registry, src_cred, settings, http))
         target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred,
@@ -94,6 +97,11 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
                                 token_provider=token_provider_for(request.target_registry, tgt_cred, settings, http))
         return run_import(source=source, ref=request.source, target=target, targets=list(request.targets),
                           options=options, on_progress=on_progress, on_session=on_session, deadline=deadline)
+    except ImporterError as exc:
+        # Error texts quote registries' answers: a hostile one may echo the credentials it was sent.
+        exc.message = scrub(exc.message, secrets)
+        exc.args = (exc.message,)
+        raise
     finally:
         if own:
             http.close()

@@ -157,3 +157,22 @@ def test_credentials_are_never_sent_to_a_plain_http_realm():
         client.manifest_head("r", "v1")
     assert "plain-http realm" in info.value.message
     assert [r.url.host for r in seen] == ["reg.example"]
+
+
+def test_a_registry_echoing_the_credentials_does_not_get_them_into_the_error(capsys, local_env):
+    """A hostile source quotes the password (and its Basic form) in its error message: the one-line
+    error the user sees, and that the service stores as job status, shows *** instead."""
+    from tests.support.hostile import BasicAuth
+
+    password = "hunter2-echoed-secret"
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+    with HostileServer() as srv:
+        srv.auth = BasicAuth("alice", password)
+        srv.on("GET", "/v2/r/manifests/v1", Reply.error(400, "MANIFEST_INVALID",
+                                                         f"you said {password} and Basic {basic}"))
+        # --platform skips the HEAD-only fast path: the GET's error body is what gets quoted
+        rc, out, err = run_cli(capsys, "--source", f"{srv.host}/r:v1", "--name", "127.0.0.1:9",
+                               "--username", "alice", "--password", password, "--platform", "linux/amd64")
+    line = error_line(err)
+    assert rc == 1 and "MANIFEST_INVALID" in line and "***" in line
+    assert password not in out + err and basic not in out + err
