@@ -14,7 +14,7 @@ from .errors import ImporterError, UsageError
 from .media import Platform
 from .progressbar import progress_reporter
 from .reference import Reference, parse_registry
-from .request import ImportRequest, resolve_targets, source_by_resource_id
+from .request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
 from .settings import Settings
 
 __all__ = ["main"]
@@ -55,7 +55,7 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
     else:
         source = Reference.parse(args.source)
     credential = Credential(args.username, args.password) if args.password else None
-    return ImportRequest(
+    request = ImportRequest(
         source=source,
         targets=resolve_targets(source, args.image, args.repository),
         target_registry=parse_registry(target_registry),
@@ -65,6 +65,8 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
         copy_foreign=args.copy_foreign_layers,
         source_resource_id=resource_id,
     )
+    check_targets(request.targets, request.target_registry, field="target")
+    return request
 
 
 def _text(result: ImportResult, request: ImportRequest) -> str:

@@ -10,7 +10,7 @@ from .media import Platform
 from .reference import Reference, TargetSpec, parse_target
 from .resourceid import parse_resource_id
 
-__all__ = ["ImportRequest", "resolve_targets", "source_by_resource_id"]
+__all__ = ["ImportRequest", "check_targets", "resolve_targets", "source_by_resource_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,16 @@ def resolve_targets(source: Reference, images: list[str], repositories: list[str
         else:
             targets.append(TargetSpec(source.repository, source.tag or "latest"))
     return tuple(dict.fromkeys(targets))
+
+
+def check_targets(targets: tuple[TargetSpec, ...], target_registry: str, *, field: str = "--image") -> None:
+    """Refuse `myacr.azurecr.io/app:1` as a target in myacr.azurecr.io: it would become a repository
+    named "myacr.azurecr.io/app". (Other dotted first components, e.g. a `docker.io/library/x` mirror
+    layout, are legitimate repository paths and stay allowed.)"""
+    for i, spec in enumerate(targets):
+        if spec.repository.partition("/")[0] == target_registry:
+            raise UsageError(f"target {str(spec)!r} starts with the target registry's name; give repo[:tag] "
+                             f"within {target_registry}", target=f"{field}[{i}]")
 
 
 def source_by_resource_id(resource_id: str, image: str, *, target: str) -> tuple[Reference, str]:

@@ -327,3 +327,11 @@ def test_subprocess_success_and_failure_exit_codes(local_env, source_registry, t
     argparse_usage = _subprocess(env, "--name", target_registry.host)  # --source missing
     assert argparse_usage.returncode == 2 and "Traceback" not in argparse_usage.stderr
     assert "--source" in argparse_usage.stderr
+
+
+def test_a_target_prefixed_with_the_target_registry_is_a_usage_error(capsys, local_env):
+    """`--image myacr.azurecr.io/app:1` into myacr.azurecr.io would create a repository named
+    "myacr.azurecr.io/app"; a dotted first component for another name stays a valid path."""
+    rc, out, err = run_cli(capsys, "--source", "127.0.0.1:5000/a:b", "--name", "myacr",
+                           "--image", "myacr.azurecr.io/app:1")
+    assert rc == 2 and "starts with the target registry's name" in error_line(err)

@@ -14,7 +14,7 @@ from ..errors import ImporterError, UsageError
 from ..hostpolicy import HostPolicy
 from ..media import Platform
 from ..reference import Reference, TargetSpec, parse_registry
-from ..request import ImportRequest, resolve_targets, source_by_resource_id
+from ..request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
 
 __all__ = ["MAX_BODY_BYTES", "Reply", "error_reply", "parse_import_body", "request_from_summary", "request_summary"]
 
@@ -115,6 +115,7 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
     except UsageError as exc:
         raise _with_target(exc, "untaggedTargetRepositories") from None
     target = parse_registry(target_registry)
+    check_targets(targets, target, field="targetTags")
     if ref.registry != target and not resource_id:  # an ARM-resolved ACR is checked at connect time
         try:
             policy.check(ref.registry)
