@@ -106,6 +106,10 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
             progress.phase = "done"
             on_progress(progress)
             return result
+        if resolved is not None and ref.digest is None and resolved[0].startswith("sha256:"):
+            # Fetch what the HEAD named, by digest: the bytes are then verified against it, and a tag
+            # moved in between cannot make the NoForce check and the copy disagree.
+            ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="blob") as pool:
         plan = plan_import(source, ref, platform=options.platform, limits=options.limits,
                            copy_foreign=options.copy_foreign, pool=pool)

@@ -100,7 +100,7 @@ class Case:
 
 
 BLOB = r"/blobs/{layer}$"
-MANIFEST = r"/manifests/v1$"
+MANIFEST = r"/manifests/(v1|sha256:[0-9a-f]+)$"  # the tag, or the digest its HEAD named
 UPLOADS = r"/blobs/uploads/$"
 PATCH = r"/blobs/uploads/[^/?]+\?"
 COMMIT = r"/blobs/uploads/.+digest=sha256%3A"

@@ -199,9 +199,10 @@ def test_error_body_of_100_mib_is_read_only_up_to_the_cap(capsys, source, target
 
 def test_401_challenge_with_a_100_mib_body_is_read_only_up_to_the_cap(capsys, source, target_registry, unique_repo):
     """httpx reads a 401's body itself before the auth flow's retry: the transport caps error bodies."""
-    source.image("team/app", "v1")
+    _, digest, _ = source.image("team/app", "v1")
     source.auth = BearerAuth("a-token")
-    manifest = source.routes[("GET", "/v2/team/app/manifests/v1")]
+    path = f"/v2/team/app/manifests/{digest}"  # fetched by the digest its HEAD named
+    manifest = source.routes[("GET", path)]
     challenges = []
 
     def once_more(seen):  # the first GET (token already held) is challenged again, with a huge body
@@ -210,7 +211,7 @@ def test_401_challenge_with_a_100_mib_body_is_read_only_up_to_the_cap(capsys, so
         challenges.append(seen)
         return Reply(401, {"WWW-Authenticate": source.auth.challenge(source, seen)}, endless(OFFERED))
 
-    source.on("GET", "/v2/team/app/manifests/v1", once_more)
+    source.on("GET", path, once_more)
     rc, out, err = _import(capsys, source, target_registry, unique_repo)
     assert rc == 0, err
     assert len(challenges) == 1 and len(source.seen("GET", "/token")) == 2
