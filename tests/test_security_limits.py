@@ -234,3 +234,13 @@ def test_unusable_token_realms_fail_cleanly(capsys, source, target_registry, uni
     source.image("team/app", "v1")
     source.auth = BearerAuth("a-token", realm=realm)
     _failed(capsys, source, target_registry, unique_repo, "unusable token realm")
+
+
+def test_a_manifest_other_than_the_digest_its_head_named_is_refused(capsys, source, target_registry, unique_repo):
+    """HEAD names digest A; the GET by A answers other bytes: the digest check refuses them."""
+    raw, digest, _ = source.image("team/app", "v1")
+    other = raw.replace(b'"schemaVersion": 2', b'"schemaVersion":  2')  # same meaning, other digest
+    assert other != raw
+    source.on("GET", f"/v2/team/app/manifests/{digest}",
+              Reply(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, other))
+    _failed(capsys, source, target_registry, unique_repo, digest, "not the digest asked for")
