@@ -26,20 +26,28 @@ class ImportRequest:
     source_resource_id: str | None = None  # an ACR by ARM resource ID: its login server is looked up at run time
 
 
-def resolve_targets(source: Reference, images: list[str], repositories: list[str]) -> tuple[TargetSpec, ...]:
+def resolve_targets(source: Reference, images: list[str], repositories: list[str], *,
+                    fields: tuple[str, str] = ("--image", "--repository")) -> tuple[TargetSpec, ...]:
     """az acr import's rule: --image repo[:tag] (tag defaults to the source's), --repository untagged,
-    neither -> the source repository and tag."""
+    neither -> the source repository and tag. Errors name `fields` (the HTTP API passes its own)."""
     default_tag = source.tag if source.tag else (None if source.digest else "latest")
     targets: list[TargetSpec] = []
     for i, text in enumerate(images):
-        spec = parse_target(text, default_tag=default_tag)
+        try:
+            spec = parse_target(text, default_tag=default_tag)
+        except UsageError as exc:
+            raise UsageError(exc.message, target=fields[0]) from None
         # parse_target falls back to "latest"; a digest-only source has no tag to inherit, and
         # inventing "latest" would silently move that tag, so the target must name one.
         if default_tag is None and ":" not in text.rpartition("/")[2]:
             raise UsageError(f"target {text!r} needs a tag: the source is given by digest only",
-                             target=f"targetTags[{i}]")
+                             target=f"{fields[0]}[{i}]")
         targets.append(spec)
-    targets += [parse_target(text, default_tag=None, untagged=True) for text in repositories]
+    for text in repositories:
+        try:
+            targets.append(parse_target(text, default_tag=None, untagged=True))
+        except UsageError as exc:
+            raise UsageError(exc.message, target=fields[1]) from None
     if not targets:
         # the source repository path as it is (docker.io/library/x -> library/x)
         if source.digest and not source.tag:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import replace
 from collections.abc import Callable
@@ -12,7 +11,8 @@ import httpx
 from .arm import resolve_login_server
 from .auth import Credential, load_credential
 from .auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
-from .auth.identity import StaticTokenCredential, build_credential
+from .auth.identity import StaticTokenCredential
+from .auth.identity import app_identity as _identity
 from .copy import CopyOptions, ImportResult, Progress, SessionHook, run_import
 from .errors import HostNotAllowed, ImporterError
 from .hostpolicy import HostPolicy
@@ -35,11 +35,6 @@ def policy_for(settings: Settings, target_registry: str | None) -> HostPolicy:
 
 _providers: dict[tuple[str, str | None], AcrTokenProvider] = {}
 _providers_lock = threading.Lock()
-
-
-@functools.cache
-def _identity(client_id: str | None):
-    return build_credential(client_id)
 
 
 def token_provider_for(registry: str, credential: Credential | None, settings: Settings,

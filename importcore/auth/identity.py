@@ -7,6 +7,7 @@ know azure.core's exception types.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
@@ -58,6 +59,12 @@ def build_credential(client_id: str | None = None) -> TokenCredential:
                         f"the user-assigned managed identity {client_id}")
     return _Checked(DefaultAzureCredential(exclude_interactive_browser_credential=True),
                     "DefaultAzureCredential (system-assigned managed identity, environment, or az login)")
+
+
+@functools.cache
+def app_identity(client_id: str | None = None) -> TokenCredential:
+    """The app's own identity, one per process: storage, ACR and ARM share its token cache."""
+    return build_credential(client_id)
 
 
 def credential_from_env(env: Mapping[str, str] | None = None) -> TokenCredential:

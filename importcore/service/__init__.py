@@ -37,9 +37,9 @@ class ImportService:
         self.settings = settings
         identity = None
         if not settings.storage_connection:
-            from ..auth.identity import build_credential  # azure-identity only where it is used
+            from ..auth.identity import app_identity  # azure-identity only where it is used
 
-            identity = build_credential(settings.managed_identity_client_id)
+            identity = app_identity(settings.managed_identity_client_id)
         where = dict(account=settings.storage_account, credential=identity)
         self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
@@ -110,7 +110,7 @@ class ImportService:
             # Without a recorded error the status would show a code but no message: say what happened.
             gave_up = {"code": "InternalError", "message": "every delivery of this import's queue message failed; "
                        f"the host moved it to the poison queue ({job.attempts} attempts started)"}
-            self.worker._settle(job, "Failed", error=dict(job.error or gave_up, retryable=False))
+            self.worker.give_up(job, job.error or gave_up)
 
     @cached_property
     def intake(self) -> EventIntake:

@@ -106,14 +106,7 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
         except UsageError as exc:
             raise _with_target(exc, "platform") from None
     tags, untagged = _strings(body, "targetTags"), _strings(body, "untaggedTargetRepositories")
-    try:
-        targets = resolve_targets(ref, tags, [])
-    except UsageError as exc:
-        raise _with_target(exc, "targetTags") from None
-    try:
-        targets = resolve_targets(ref, tags, untagged) if untagged else targets
-    except UsageError as exc:
-        raise _with_target(exc, "untaggedTargetRepositories") from None
+    targets = resolve_targets(ref, tags, untagged, fields=("targetTags", "untaggedTargetRepositories"))
     target = parse_registry(target_registry)
     check_targets(targets, target, field="targetTags")
     if ref.registry != target and not resource_id:  # an ARM-resolved ACR is checked at connect time

@@ -190,6 +190,10 @@ class Worker:
         log.warning("job %s: failed: %s", job.id, exc.message)
         return "failed"
 
+    def give_up(self, job: Job, error: dict) -> None:
+        """Record Failed with `error` (the poison queue's verdict), whoever held the job."""
+        self._settle(job, "Failed", error=dict(error, retryable=False))
+
     def _fail(self, job: Job, error: dict, *, note: str) -> None:
         error = dict(error, message=f"{note}: {error.get('message', '')}".rstrip(": "), retryable=False)
         self._settle(job, "Failed", error=error)

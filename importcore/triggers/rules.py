@@ -225,32 +225,17 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
         repository = f"library/{repository}"  # `nginx` on Docker Hub is library/nginx, as in references
     tags = _regex(text("tags"), f"{where}.tags", fail)
     exclude = _regex(text("excludeTags"), f"{where}.excludeTags", fail)
-    semver = None
-    if (range_text := text("semver")) is not None:
-        try:
-            semver = Range.parse(range_text)
-        except UsageError as exc:
-            raise fail(f"{where}.semver", exc.message) from None
+    semver = _parsed(Range.parse, text("semver"), f"{where}.semver", fail)
     include_prerelease = raw.get("includePrerelease", False)
     if not isinstance(include_prerelease, bool):
         raise fail(f"{where}.includePrerelease", "expected true or false")
     target = _template(text("target", default="{repository}"), f"{where}.target", fail)
-    target_registry = None
-    if (tr := text("targetRegistry")) is not None:
-        try:
-            target_registry = parse_registry(tr)
-        except UsageError as exc:
-            raise fail(f"{where}.targetRegistry", exc.message) from None
+    target_registry = _parsed(parse_registry, text("targetRegistry"), f"{where}.targetRegistry", fail)
     mode_text = text("mode", default="NoForce")
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")
-    platform = None
-    if (pt := text("platform")) is not None:
-        try:
-            platform = Platform.parse(pt)
-        except UsageError as exc:
-            raise fail(f"{where}.platform", exc.message) from None
+    platform = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
     credential = raw.get("credential")
     if isinstance(credential, dict):
         raise fail(f"{where}.credential", "must be the NAME of a credential entry, never the secret itself")
@@ -260,6 +245,16 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
                                           "digits, '.', '_', '-'")
     return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
                       target_registry, mode, platform, credential)
+
+
+def _parsed(parse, value: str | None, where: str, fail):
+    """parse(value), or None when the field is absent; a parse error is reported against `where`."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except UsageError as exc:
+        raise fail(where, exc.message) from None
 
 
 def _registry_pattern(value: str, where: str, fail) -> str:
