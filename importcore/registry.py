@@ -274,7 +274,9 @@ class RegistryClient(UploadSessions):
     def blob_mount(self, repository: str, digest: str, from_repository: str) -> httpx.URL | None:
         """Cross-repository mount: None when mounted (201), else the upload Location it opened (202)."""
         what = f"mount of blob {_short(digest)} from {from_repository} into {self.registry}/{repository}"
-        scopes = [scopes_for(repository, "pull", "push"), scopes_for(from_repository, "pull")]
+        scopes = [scopes_for(repository, "pull", "push")]
+        if from_repository != repository:
+            scopes.append(scopes_for(from_repository, "pull"))
         url = self._url(repository, "blobs", "uploads/").copy_merge_params({"mount": digest, "from": from_repository})
 
         def once() -> httpx.URL | None:

@@ -101,13 +101,20 @@ class Case:
 
 BLOB = r"/blobs/{layer}$"
 MANIFEST = r"/manifests/(v1|sha256:[0-9a-f]+)$"  # the tag, or the digest its HEAD named
-UPLOADS = r"/blobs/uploads/$"
+UPLOADS = r"/blobs/uploads/(\?mount=|$)"  # a POST that opens a session (small blobs ask for a mount)
 PATCH = r"/blobs/uploads/[^/?]+\?"
 COMMIT = r"/blobs/uploads/.+digest=sha256%3A"
+
+CONFIG = r"/blobs/{config}$"  # a small blob: read whole, its session opened by a mount request
+MOUNT = r"/blobs/uploads/\?mount="
 
 CASES = {
     # transient: retried, and the import ends byte-identical
     "source blob GET 503 once": Case("source", "GET", BLOB, Status(503), 1, hits=2),
+    "source config GET 503 once": Case("source", "GET", CONFIG, Status(503), 1, hits=2),
+    # a registry that refuses mount requests gets a plain upload of the small blob
+    "target refuses mount requests 405": Case("target", "POST", MOUNT, Status(405, "UNSUPPORTED"), None, hits=1),
+    "target refuses mount requests 400": Case("target", "POST", MOUNT, Status(400, "UNSUPPORTED"), None, hits=1),
     "source blob GET 500 once": Case("source", "GET", BLOB, Status(500), 1, hits=2),
     "source blob GET 502 twice": Case("source", "GET", BLOB, Status(502), (1, 2), hits=3),
     "source blob GET 408 once": Case("source", "GET", BLOB, Status(408), 1, hits=2),
@@ -140,6 +147,8 @@ CASES = {
                                                      hits=1, error="404 MANIFEST_UNKNOWN"),
     "source blob GET 404 BLOB_UNKNOWN": Case("source", "GET", BLOB, Status(404, "BLOB_UNKNOWN"), None, hits=1,
                                              error="404 BLOB_UNKNOWN"),
+    "source config GET 404 BLOB_UNKNOWN": Case("source", "GET", CONFIG, Status(404, "BLOB_UNKNOWN"), None, hits=1,
+                                               error="404 BLOB_UNKNOWN"),
     "source blob GET 401 DENIED": Case("source", "GET", BLOB, Status(401, "DENIED"), None, hits=1,
                                        error="401 DENIED"),
     "source blob GET 403 DENIED": Case("source", "GET", BLOB, Status(403, "DENIED"), None, hits=1,
@@ -176,6 +185,36 @@ def test_fault(capsys, local_env, fast_retries, proxies, source_registry, target
         assert case.error in line, line
         assert_nothing_tagged(target_registry, image)
     assert open_uploads(target_registry, image.repo) == []  # every session it opened is gone
+
+
+# ---- requests per blob ---------------------------------------------------------------------------------
+
+def test_small_blobs_get_no_head_and_present_ones_are_not_read(capsys, local_env, proxies, source_registry,
+                                                                target_registry, unique_repo):
+    """A small blob (<= SMALL_BLOB) gets no HEAD: its POST asks for a mount from the target repository
+    itself, and a registry holding the blob there answers 201, so it is not read from the source.
+    Here the target holds two of the four blobs already (an interrupted import: untagged)."""
+    src, dst = proxies
+    with Pusher(source_registry) as p:
+        pushed = push_image(p, unique_repo, "v1", layers=[3000, 4000, 5000])
+        present = pushed.blobs[1:3]
+        seeded = [p.get_blob(unique_repo, d).content for d, _ in present]
+    with Pusher(target_registry) as t:
+        for data in seeded:
+            t.blob(unique_repo, data)
+
+    rc, result, err = run(capsys, src.host, dst.host, unique_repo)
+
+    assert rc == 0, err
+    assert result["blobs"] == {"copied": 2, "skipped": 2, "mounted": 0}
+    assert result["bytes"] == pushed.total_blob_bytes - sum(size for _, size in present)
+    assert dst.count("HEAD", r"/blobs/sha256:") == 0
+    assert sorted(m.status for m in dst.seen("POST", MOUNT)) == [201, 201, 202, 202]
+    assert dst.count("POST", r"/blobs/uploads/$") == 0 and dst.count("PATCH") == 0
+    assert dst.count("PUT", COMMIT) == 2
+    fetched = {s.path.rsplit("/", 1)[1] for s in src.seen("GET", r"/blobs/sha256:")}
+    assert fetched == {d for d, _ in pushed.blobs} - {d for d, _ in present}
+    assert_identical(target_registry, pushed)
 
 
 # ---- resumption of a broken download ----------------------------------------------------------------
