@@ -22,8 +22,9 @@ from .hostpolicy import HostPolicy
 
 __all__ = ["make_http_client"]
 
-# Large reads keep our per-byte CPU low: fewer Python-level iterations per MiB.
-CHUNK = 1024 * 1024
+# Reads of up to 256 KiB instead of httpcore's 64 KiB: a quarter of the Python-level work per MiB
+# received. 1 MiB saved no more CPU (bench/, scenario 1) and grew the peak RSS by ~25 MiB.
+READ_SIZE = 256 * 1024
 # An error body (status >= 400) is read for a message at most. httpx itself reads a 401's whole body
 # before an auth flow's retry, so the cap lives here, under every reader.
 MAX_ERROR_BODY = 64 * 1024
@@ -61,14 +62,14 @@ class _Stream(SyncStream):
     """httpcore's socket stream with large reads and one sendall per write.
 
     httpcore asks for 64 KiB per read and re-slices a bytes buffer after every partial send. Blob
-    bodies are what this client mostly moves: reading up to CHUNK per call and handing the whole
-    buffer to sendall cut our CPU per 256 MiB copied by a fifth (bench/, scenario 1). For TLS the
-    socket returns one record per read whatever is asked, so nothing changes there."""
+    bodies are what this client mostly moves: reading up to READ_SIZE per call and handing the
+    whole buffer to sendall cut our CPU per 256 MiB copied by ~0.08 s, a seventh (bench/,
+    scenario 1). For TLS the socket returns one record per read whatever is asked."""
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             self._sock.settimeout(timeout)
-            return self._sock.recv(max(max_bytes, CHUNK))
+            return self._sock.recv(max(max_bytes, READ_SIZE))
         except socket.timeout as exc:
             raise httpcore.ReadTimeout(str(exc)) from exc
         except OSError as exc:
