@@ -97,6 +97,12 @@ class RegistryClient(UploadSessions):
                 raise TransportError(f"{what}: the registry asked to re-authenticate mid-upload") from None
             except httpx.TimeoutException:
                 raise TransportError(f"{what}: timed out talking to {_netloc(url)}") from None
+            except httpx.RemoteProtocolError as exc:
+                # httpx parses a redirect's Location even with following off (httpx 0.28,
+                # Client._redirect_url); the same Location would come back on every retry.
+                if str(exc).startswith("Invalid URL in location header"):
+                    raise _unusable_location(what, url, 300) from None  # some 3xx: httpx dropped the response
+                raise TransportError(f"{what}: connection to {_netloc(url)} failed (RemoteProtocolError)") from None
             except httpx.HTTPError as exc:
                 raise TransportError(f"{what}: connection to {_netloc(url)} failed ({exc.__class__.__name__})") from None
             if response.status_code in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
@@ -104,11 +110,16 @@ class RegistryClient(UploadSessions):
                 response.close()
                 if not location:
                     raise RegistryError(f"{what}: redirect without a Location", status=response.status_code)
-                target = url.join(location)
+                try:
+                    target = url.join(location)
+                except httpx.InvalidURL:
+                    raise _unusable_location(what, url, response.status_code) from None
                 if url.scheme == "https" and target.scheme != "https":
                     raise HostNotAllowed(f"{what}: refusing a redirect from https to {target.scheme}")
                 if target.scheme not in ("http", "https"):
                     raise HostNotAllowed(f"{what}: refusing a redirect to a {target.scheme} URL")
+                if not target.host:
+                    raise _unusable_location(what, url, response.status_code)
                 url = target
                 continue
             if not stream:
@@ -288,6 +299,11 @@ class RegistryClient(UploadSessions):
             raise self._error(r, what)
 
         return self._retry(once)
+
+def _unusable_location(what: str, url: httpx.URL, status: int) -> RegistryError:
+    # Not a transport failure to retry: the registry would send the same Location again.
+    return RegistryError(f"{what}: {_netloc(url)} redirected to an unusable Location", status=status)
+
 
 def _rate_limit(headers: httpx.Headers) -> str | None:
     """Docker Hub's `RateLimit-Remaining: 0;w=21600` / `RateLimit-Limit: 100;w=21600` as "0 of 100

@@ -158,6 +158,18 @@ def test_https_redirect_to_another_scheme_is_refused(location):
     assert all(r.url.scheme == "https" and r.url.host == "reg.example" for r in script.requests)
 
 
+@pytest.mark.parametrize("location", ["https://[::1", "https://reg.example:abc/b", "https://:99999/b?sig=x"])
+def test_an_unusable_redirect_location_fails_once_with_a_clear_error(location):
+    script = Script({BLOB_URL: httpx.Response(307, headers={"Location": location})})
+    with pytest.raises(RegistryError) as info:
+        with script.client().blob_get("r", DIGEST):
+            pass
+    assert not info.value.retryable
+    assert "reg.example redirected to an unusable Location" in info.value.message
+    assert "sig=x" not in info.value.message
+    assert [r.url.host for r in script.requests] == ["reg.example", "reg.example"]  # the 401, then the 307
+
+
 def test_https_cross_origin_redirect_drops_authorization_and_same_origin_keeps_it():
     script = Script({
         BLOB_URL: httpx.Response(307, headers={"Location": "/storage/blob"}),
