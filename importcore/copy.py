@@ -31,10 +31,13 @@ __all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "run_im
 
 
 class DeadlineReached(ImporterError):
-    """The import stopped starting blobs before the host's timeout; what it copied stays (retry it)."""
+    """The import stopped starting blobs before the host's timeout; what it copied stays (retry it).
+
+    `copied`: blobs this attempt copied or mounted, so a caller can tell progress from a stall."""
 
     code = "DeadlineReached"
     retryable = True
+    copied = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +233,9 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
         if not isinstance(error, (DeadlineReached, _NotStarted)):
             raise error  # type: ignore[misc]  # a real failure says more than "out of time"
     if errors:
-        raise DeadlineReached(
+        stopped = DeadlineReached(
             f"stopped before the function timeout with {progress.blobs_done} of {progress.blobs_total} blobs in "
             f"{target.registry}/{repo}; the next attempt continues with the rest "
             "(IMPORT_FUNCTION_TIMEOUT_SECONDS, IMPORT_DEADLINE_MARGIN_SECONDS)")
+        stopped.copied = result.copied + result.mounted
+        raise stopped

@@ -114,6 +114,47 @@ def test_function_timeout_stops_new_blobs_and_reschedules_at_once(app_host_facto
     assert skopeo_digest(f"{target_registry.host}/{unique_repo}:v1") == pushed.digest
 
 
+def test_running_out_of_time_after_progress_is_no_failed_attempt(app_host_factory, source_registry, target_registry,
+                                                                   unique_repo):
+    """A big import may need several invocations: each that copied something before the deadline is a
+    continuation and leaves IMPORT_MAX_ATTEMPTS alone. Here only one attempt is allowed."""
+    app = app_host_factory(IMPORT_BLOB_CONCURRENCY="1", IMPORT_FUNCTION_TIMEOUT_SECONDS="2",
+                           IMPORT_DEADLINE_MARGIN_SECONDS="1", IMPORT_MAX_ATTEMPTS="1", **NO_WORKER)
+    svc = app.service()
+    with Pusher(source_registry) as p:
+        pushed = push_image(p, unique_repo, "v1", layers=LAYERS)
+    with FaultProxy(source_registry) as proxy:
+        proxy.add("GET", r"/blobs/sha256:", Stall(0.4))
+        job_id, message = _submit(app, proxy.host, unique_repo)
+        assert svc.process(message) == "continued"
+        assert (app.status(job_id)["status"], app.status(job_id)["attempts"]) == ("Queued", 1)
+        proxy.clear()
+        _, again = app.peek()
+        assert svc.process(base64.b64decode(again).decode()) == "succeeded"
+    assert (app.status(job_id)["status"], app.status(job_id)["attempts"]) == ("Succeeded", 2)
+    assert skopeo_digest(f"{target_registry.host}/{unique_repo}:v1") == pushed.digest
+
+
+def test_running_out_of_time_before_any_blob_counts_as_a_failed_attempt(app_host_factory, source_registry,
+                                                                         target_registry, unique_repo):
+    """No progress (the deadline passed before the first blob started) is a failure like any other:
+    otherwise a source that always stalls would be continued for ever."""
+    app = app_host_factory(IMPORT_FUNCTION_TIMEOUT_SECONDS="2", IMPORT_DEADLINE_MARGIN_SECONDS="1",
+                           IMPORT_MAX_ATTEMPTS="1", **NO_WORKER)
+    svc = app.service()
+    with Pusher(source_registry) as p:
+        push_image(p, unique_repo, "v1", layers=LAYERS)
+    with FaultProxy(source_registry) as proxy:
+        proxy.add("GET", r"/manifests/", Stall(1.5))
+        job_id, message = _submit(app, proxy.host, unique_repo)
+        assert svc.process(message) == "failed"
+        assert proxy.count("GET", r"/blobs/sha256:") == 0
+    done = app.status(job_id)
+    assert (done["status"], done["attempts"]) == ("Failed", 1)
+    assert done["error"]["code"] == "DeadlineReached" and done["error"]["retryable"] is False
+    assert done["error"]["message"].startswith("gave up after 1 attempts: stopped before the function timeout")
+
+
 def test_function_timeout_setting_matches_host_json():
     from pathlib import Path
 

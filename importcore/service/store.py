@@ -44,6 +44,9 @@ class Job:
     id: str
     status: str = "Queued"
     attempts: int = 0
+    # Attempts that ran out of the host's time after copying something (DeadlineReached): they are
+    # continuations, not failures, and do not count toward IMPORT_MAX_ATTEMPTS.
+    continued: int = 0
     request: dict = field(default_factory=dict)  # the validated request, without credentials
     credential: str | None = None  # sealed by SecretBox
     progress: dict | None = None
@@ -59,6 +62,10 @@ class Job:
     target_key: str | None = None  # one per target tag: imports with the same key run one at a time
     etag: str | None = None
 
+    @property
+    def failed_attempts(self) -> int:
+        return self.attempts - self.continued
+
     def view(self) -> dict:
         """What GET /api/imports/{id} shows: never credentials, never upload locations."""
         out = {"id": self.id, "status": self.status, "attempts": self.attempts, "progress": self.progress or {},
@@ -71,7 +78,7 @@ class Job:
 
     def to_entity(self) -> dict:
         entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
-                  "credential": self.credential, "uploads": self.uploads, "createdAt": self.created_at,
+                  "continued": self.continued, "credential": self.credential, "uploads": self.uploads, "createdAt": self.created_at,
                   "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at,
                   "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key,
                   "targetKey": self.target_key}
@@ -83,7 +90,7 @@ class Job:
     @classmethod
     def from_entity(cls, entity: dict) -> Job:
         job = cls(id=entity["RowKey"], status=entity.get("status", "Queued"), attempts=int(entity.get("attempts", 0)),
-                  credential=entity.get("credential"), uploads=entity.get("uploads"),
+                  continued=int(entity.get("continued", 0)), credential=entity.get("credential"), uploads=entity.get("uploads"),
                   created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
                   next_attempt_at=entity.get("nextAttemptAt"), retry_at=entity.get("retryAt"), lease_until=entity.get("leaseUntil"),
                   dedupe_key=entity.get("dedupeKey"), target_key=entity.get("targetKey"), etag=entity.metadata.get("etag"))

@@ -33,7 +33,7 @@ def sweep(settings: Settings, store: JobStore, queue: JobQueue, worker: Worker,
             continue
     # 2. Queued and due: re-enqueue, bounded by IMPORT_MAX_ATTEMPTS.
     for job in store.query("status eq 'Queued' and nextAttemptAt le @now", now=iso(now)):
-        if job.attempts >= settings.max_attempts:
+        if job.failed_attempts >= settings.max_attempts:
             last = (job.error or {}).get("message", "")
             job.status, job.next_attempt_at = "Failed", None
             job.error = dict(job.error or {}, retryable=False,

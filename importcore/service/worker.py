@@ -71,7 +71,7 @@ class Worker:
             # A stray duplicate of an earlier message: the backoff (and any Retry-After) still holds;
             # the timer sends a fresh message once the retry is due.
             return "not-due"
-        if job.attempts >= self.settings.max_attempts:
+        if job.failed_attempts >= self.settings.max_attempts:
             self._fail(job, job.error or {"code": "TooManyAttempts"}, note=f"gave up after {job.attempts} attempts")
             return "failed"
         if job.status == "Queued" and self._defer_behind_older(job, now):
@@ -166,7 +166,9 @@ class Worker:
 
     def _failed_attempt(self, job: Job, exc: ImporterError) -> str:
         self.cancel_uploads(job)
-        if exc.retryable and job.attempts < self.settings.max_attempts:
+        if isinstance(exc, DeadlineReached) and exc.copied:
+            job.continued += 1  # progress was made: a continuation, not a failure (Job.continued)
+        if exc.retryable and job.failed_attempts < self.settings.max_attempts:
             if isinstance(exc, DeadlineReached) and self._requeue is not None:
                 # Out of time is no fault to back off from: the next invocation starts at once and
                 # skips the blobs this one copied. The timer re-sends it only if this message is lost.
