@@ -181,21 +181,22 @@ class _Transfer:
     def _small(self, session: _Session, opened: httpx.URL | None = None) -> BlobOutcome:
         """Read and verify the whole blob, then POST + one PUT with it (see SMALL_BLOB).
 
-        `opened` is a session the mount request opened. Not recorded as a session: its PUT carries
-        every byte at once, so a crash in between leaves at most an empty session, which the
-        registry's upload purger removes; a failed read cancels it."""
+        `opened` is a session the mount request opened. Neither it nor one opened here is recorded:
+        the PUT carries every byte at once, so a crash in between leaves at most an empty session,
+        which the registry's upload purger removes. A failed read or PUT cancels it."""
         feed = _Feed(self, 0, session.hasher.copy())
+        location = opened
         try:
             feed.connect()
             body = b"".join(feed)
             if feed.failure is not None:
                 raise feed.failure
+            location = location or session.location or self.target.upload_start(self.target_repo)
+            self.target.upload_commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
         except ImporterError:
-            if opened is not None:
-                self.target.upload_cancel(opened, self.target_repo)
+            if location is not None and location is not session.location:
+                self.target.upload_cancel(location, self.target_repo)
             raise
-        location = opened or session.location or self.target.upload_start(self.target_repo)
-        self.target.upload_commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
         if session.location is not None:
             session.location = None
             self.on_session(self.target_repo, None)

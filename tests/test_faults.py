@@ -107,11 +107,13 @@ COMMIT = r"/blobs/uploads/.+digest=sha256%3A"
 
 CONFIG = r"/blobs/{config}$"  # a small blob: read whole, its session opened by a mount request
 MOUNT = r"/blobs/uploads/\?mount="
+COMMIT_CONFIG = r"/blobs/uploads/.+digest=sha256%3A{config_hex}"
 
 CASES = {
     # transient: retried, and the import ends byte-identical
     "source blob GET 503 once": Case("source", "GET", BLOB, Status(503), 1, hits=2),
     "source config GET 503 once": Case("source", "GET", CONFIG, Status(503), 1, hits=2),
+    "target config commit 503 once": Case("target", "PUT", COMMIT_CONFIG, Status(503), 1, hits=2),
     # a registry that refuses mount requests gets a plain upload of the small blob
     "target refuses mount requests 405": Case("target", "POST", MOUNT, Status(405, "UNSUPPORTED"), None, hits=1),
     "target refuses mount requests 400": Case("target", "POST", MOUNT, Status(400, "UNSUPPORTED"), None, hits=1),
@@ -169,7 +171,8 @@ def test_fault(capsys, local_env, fast_retries, proxies, source_registry, target
     case = CASES[name]
     src, dst = proxies
     proxy = src if case.side == "source" else dst
-    rule = proxy.add(case.method, case.path.format(layer=image.layer, config=image.config), case.fault,
+    rule = proxy.add(case.method, case.path.format(layer=image.layer, config=image.config,
+                                                   config_hex=image.config.partition(":")[2]), case.fault,
                      nth=case.nth)
 
     rc, result, err = run(capsys, src.host, dst.host, image.repo)
