@@ -300,6 +300,7 @@ class RegistryClient(UploadSessions):
 
         return self._retry(once)
 
+
 def _unusable_location(what: str, url: httpx.URL, status: int) -> RegistryError:
     # Not a transport failure to retry: the registry would send the same Location again.
     return RegistryError(f"{what}: {_netloc(url)} redirected to an unusable Location", status=status)

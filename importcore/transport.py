@@ -64,7 +64,9 @@ class _Stream(SyncStream):
     httpcore asks for 64 KiB per read and re-slices a bytes buffer after every partial send. Blob
     bodies are what this client mostly moves: reading up to READ_SIZE per call and handing the
     whole buffer to sendall cut our CPU per 256 MiB copied by ~0.08 s, a seventh (bench/,
-    scenario 1). For TLS the socket returns one record per read whatever is asked."""
+    scenario 1). For TLS the socket returns one record per read whatever is asked. The write
+    timeout now bounds the whole buffer (one body chunk, a manifest or a small blob: at most a few
+    MiB) rather than each partial send."""
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:

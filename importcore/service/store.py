@@ -78,7 +78,8 @@ class Job:
 
     def to_entity(self) -> dict:
         entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
-                  "continued": self.continued, "credential": self.credential, "uploads": self.uploads, "createdAt": self.created_at,
+                  "continued": self.continued, "credential": self.credential, "uploads": self.uploads,
+                  "createdAt": self.created_at,
                   "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at,
                   "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key,
                   "targetKey": self.target_key}
@@ -90,7 +91,8 @@ class Job:
     @classmethod
     def from_entity(cls, entity: dict) -> Job:
         job = cls(id=entity["RowKey"], status=entity.get("status", "Queued"), attempts=int(entity.get("attempts", 0)),
-                  continued=int(entity.get("continued", 0)), credential=entity.get("credential"), uploads=entity.get("uploads"),
+                  continued=int(entity.get("continued", 0)), credential=entity.get("credential"),
+                  uploads=entity.get("uploads"),
                   created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
                   next_attempt_at=entity.get("nextAttemptAt"), retry_at=entity.get("retryAt"), lease_until=entity.get("leaseUntil"),
                   dedupe_key=entity.get("dedupeKey"), target_key=entity.get("targetKey"), etag=entity.metadata.get("etag"))
