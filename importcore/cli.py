@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--image", "-t", action="append", default=[], help="target repo[:tag] (repeatable)")
     imp.add_argument("--repository", action="append", default=[], help="target repository, untagged (repeatable)")
     imp.add_argument("--username", "-u", help="source registry user")
-    imp.add_argument("--password", "-p", help="source registry password; alone: an identity token")
+    imp.add_argument("--password", "-p", help="source registry password; alone: an identity token "
+                     "(one starting with '-' as --password=VALUE)")
+    imp.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (kept out of the process list and shell history)")
     imp.add_argument("--registry", "-r", help="source ACR resource ID")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (mode Force)")
     imp.add_argument("--platform", help="os/arch[/variant]: import only that platform's manifest")
@@ -47,8 +50,12 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
     target_registry = args.name or settings.target_registry
     if not target_registry:
         raise UsageError("no target registry: pass --name or set IMPORT_TARGET_REGISTRY")
+    if args.password_stdin:
+        if args.password is not None:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        args.password = _stdin_password()
     if args.username and not args.password:
-        raise UsageError("--username needs --password")
+        raise UsageError("--username needs --password (or --password-stdin)")
     resource_id = None
     if args.registry:
         source, resource_id = source_by_resource_id(args.registry, args.source, target="--registry")
@@ -67,6 +74,16 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
     )
     check_targets(request.targets, request.target_registry, field="target")
     return request
+
+
+def _stdin_password() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("--password-stdin: pipe the password in, e.g. printf %s \"$PW\" | python -m importcore ...")
+    # One line, as `docker login --password-stdin` reads it: a trailing newline is not part of it.
+    password = sys.stdin.readline(64 * 1024).rstrip("\r\n")
+    if not password:
+        raise UsageError("--password-stdin: standard input held no password")
+    return password
 
 
 def _text(result: ImportResult, request: ImportRequest) -> str:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ALICE, BOB
 from tests.support.images import Pusher, push_image, push_index
@@ -260,3 +261,41 @@ def test_subprocess_auth_failure_prints_one_line_and_no_secret(local_env, htpass
     line = error_line(proc.stderr)
     assert htpasswd_registry.host in line and "401" in line
     assert wrong not in proc.stderr
+
+
+def _cli(*args: str, stdin: str | None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "importcore", "import", *args, "--output", "json"],
+                          env=dict(os.environ), capture_output=True, text=True, timeout=60,
+                          input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_password_stdin_keeps_the_password_off_the_command_line(local_env, registry_factory, target_registry,
+                                                                 unique_repo):
+    """`printf %s "$PW" | python -m importcore import ... -u U --password-stdin`, as docker login takes it;
+    a password starting with '-' needs no `=` that way."""
+    user = ("carol", "-dash-first-Pa55")
+    registry = registry_factory("htpasswd", users=dict([user]))
+    with Pusher(registry, *user) as p:
+        pushed = push_image(p, unique_repo, "v1")
+    proc = _cli("--source", f"{registry.host}/{unique_repo}:v1", "--name", target_registry.host,
+                "-u", user[0], "--password-stdin", stdin=user[1] + "\n")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["digest"] == pushed.digest
+    assert skopeo_digest(f"{target_registry.host}/{unique_repo}:v1") == pushed.digest
+
+    wrong = _cli("--source", f"{registry.host}/{unique_repo}:v1", "--name", target_registry.host,
+                 "-u", user[0], "--password-stdin", stdin="-wrong-Pa55\n")
+    assert wrong.returncode == 1 and "401" in error_line(wrong.stderr) and "-wrong-Pa55" not in wrong.stderr
+
+
+@pytest.mark.parametrize("flags, stdin, phrase", [
+    (("-u", "carol", "--password-stdin", "-p", "x"), "pw\n", "--password and --password-stdin are mutually exclusive"),
+    (("-u", "carol", "--password-stdin"), "", "--password-stdin: standard input held no password"),
+    (("-u", "carol", "--password-stdin"), "\n", "--password-stdin: standard input held no password"),
+    (("-u", "carol"), None, "--username needs --password (or --password-stdin)"),
+])
+def test_password_stdin_misuse_is_a_usage_error(local_env, target_registry, flags, stdin, phrase):
+    proc = _cli("--source", "127.0.0.1:1/r:v1", "--name", target_registry.host, *flags, stdin=stdin)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert error_line(proc.stderr) == f"error: {phrase}"
