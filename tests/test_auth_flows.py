@@ -299,3 +299,19 @@ def test_password_stdin_misuse_is_a_usage_error(local_env, target_registry, flag
     proc = _cli("--source", "127.0.0.1:1/r:v1", "--name", target_registry.host, *flags, stdin=stdin)
     assert proc.returncode == 2 and proc.stdout == ""
     assert error_line(proc.stderr) == f"error: {phrase}"
+
+
+def test_password_stdin_from_a_terminal_is_refused_rather_than_waited_for(local_env, target_registry):
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "importcore", "import", "--source", "127.0.0.1:1/r:v1",
+                               "--name", target_registry.host, "-u", "carol", "--password-stdin"],
+                              env=dict(os.environ), capture_output=True, text=True, timeout=60, stdin=terminal,
+                              cwd=Path(__file__).resolve().parent.parent)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert proc.returncode == 2
+    assert error_line(proc.stderr).startswith("error: --password-stdin: pipe the password in")
