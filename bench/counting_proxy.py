@@ -134,22 +134,19 @@ class _Handler(BaseHTTPRequestHandler):
                         pass  # trailers
                     conn.send(b"0\r\n\r\n")
                     return sent
-                remaining = size
                 conn.send(b"%x\r\n" % size)
-                while remaining:
-                    piece = self.rfile.read(min(CHUNK, remaining))
-                    if not piece:
-                        raise OSError("client closed mid-chunk")
-                    conn.send(piece)
-                    remaining -= len(piece)
-                    sent += len(piece)
+                sent += self._copy_exactly(conn, size, "mid-chunk")
                 conn.send(b"\r\n")
                 self.rfile.readline()
-        remaining = int(length or 0)
+        return sent + self._copy_exactly(conn, int(length or 0), "mid-body")
+
+    def _copy_exactly(self, conn: http.client.HTTPConnection, remaining: int, where: str) -> int:
+        """Forward the next `remaining` bytes of the request; returns them counted."""
+        sent = 0
         while remaining:
             piece = self.rfile.read(min(CHUNK, remaining))
             if not piece:
-                raise OSError("client closed mid-body")
+                raise OSError(f"client closed {where}")
             conn.send(piece)
             remaining -= len(piece)
             sent += len(piece)

@@ -264,15 +264,12 @@ def _handler_for(proxy: FaultProxy):
                         while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                             pass  # trailers
                         return
-                    left = size
-                    while left:
-                        piece = self.rfile.read(min(left, _PIECE))
-                        if not piece:
-                            raise _Abort
-                        left -= len(piece)
-                        yield piece
+                    yield from self._exactly(size)
                     self.rfile.readline()
-            left = int(self.headers.get("Content-Length") or 0)
+            yield from self._exactly(int(self.headers.get("Content-Length") or 0))
+
+        def _exactly(self, left: int):
+            """The next `left` bytes of the request, piece by piece; a client that stops short aborts."""
             while left:
                 piece = self.rfile.read(min(left, _PIECE))
                 if not piece:
