@@ -12,7 +12,7 @@ from functools import cache
 
 import azure.functions as func
 
-from importcore import telemetry
+from importcore.observe import telemetry
 from importcore.service import ImportService, Reply
 
 telemetry.configure()  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set

@@ -15,19 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from importcore.arm import (API_VERSION, DEFAULT_ARM_ENDPOINT, arm_endpoint_from_env, parse_resource_id,
+from importcore.registry.arm import (API_VERSION, DEFAULT_ARM_ENDPOINT, arm_endpoint_from_env, parse_resource_id,
                             resolve_login_server)
 from importcore.auth import RegistryAuth, parse_challenges
 from importcore.auth.acr import (AccessToken, AcrTokenProvider, is_acr_login_server, is_entra_token, jwt_claims,
                                  jwt_expiry)
 from importcore.auth.challenge import Challenge
 from importcore.auth.identity import StaticTokenCredential, build_credential, credential_from_env
-from importcore.copy import CopyOptions, run_import
-from importcore.errors import AuthError, NotFoundError, RegistryError, TransportError, UsageError
-from importcore.hostpolicy import HostPolicy
-from importcore.reference import Reference, TargetSpec
-from importcore.registry import RegistryClient
-from importcore.transport import make_http_client
+from importcore.engine.imagecopy import CopyOptions, run_import
+from importcore.values.errors import AuthError, NotFoundError, RegistryError, TransportError, UsageError
+from importcore.net.hostpolicy import HostPolicy
+from importcore.values.reference import Reference, TargetSpec
+from importcore.registry.client import RegistryClient
+from importcore.net.transport import make_http_client
 from tests.support.acrtokens import AcrPusher, AcrTokenService, StaticCredential, unsigned_jwt
 from tests.support.armstub import ArmStub
 from tests.support.images import Pusher, push_image, push_index, sha256
@@ -351,7 +351,7 @@ def test_acr_login_server_detection():
 # ---- identity -----------------------------------------------------------------------------------
 
 def test_identity_modules_import_azure_lazily():
-    code = ("import sys, importcore.auth.identity, importcore.auth.acr, importcore.arm, importcore.telemetry;"
+    code = ("import sys, importcore.auth.identity, importcore.auth.acr, importcore.registry.arm, importcore.observe.telemetry;"
             "heavy = ('azure.identity', 'azure.monitor', 'opentelemetry');"
             "print(sorted(m for m in sys.modules if m.startswith(heavy)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

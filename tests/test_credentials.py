@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from importcore.auth.credentials import Credential, load_credential
-from importcore.errors import AuthError, UsageError
+from importcore.values.errors import AuthError, UsageError
 
 SECRET = "s3cret-p@ss:with:colons"
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import stamina
 
-from importcore.retry import ATTEMPTS
+from importcore.net.retry import ATTEMPTS
 from tests.support.faultproxy import Cut, CutRequest, FaultProxy, NoRange, Reset, Stall, Status
 from tests.support.images import Pusher, push_image
 from tests.support.skopeo import skopeo_digest
@@ -261,10 +261,10 @@ def test_without_range_support_the_stream_restarts_and_skips_what_was_sent(capsy
 
 
 def test_read_timeout_mid_body_resumes_with_range(capsys, local_env, monkeypatch, proxies, target_registry, image):
-    import importcore.runner
+    import importcore.engine.runner
 
-    monkeypatch.setattr(importcore.runner, "make_http_client",
-                        partial(importcore.runner.make_http_client, timeout=0.5))
+    monkeypatch.setattr(importcore.engine.runner, "make_http_client",
+                        partial(importcore.engine.runner.make_http_client, timeout=0.5))
     src, dst = proxies
     src.add("GET", f"/blobs/{image.layer}$", Stall(3.0, after=CUT), nth=1)
 

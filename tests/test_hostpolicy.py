@@ -9,8 +9,8 @@ import ipaddress
 
 import pytest
 
-from importcore.errors import HostNotAllowed, TransportError
-from importcore.hostpolicy import HostPolicy, blocked_reason, split_host
+from importcore.values.errors import HostNotAllowed, TransportError
+from importcore.net.hostpolicy import HostPolicy, blocked_reason, split_host
 
 BLOCKED = [
     # address, words in the reason

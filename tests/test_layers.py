@@ -1,4 +1,4 @@
-"""Imports run one way (values -> auth -> registry -> copy -> service -> shells), walked with ast."""
+"""Imports run one way (values -> observe -> net -> auth -> registry -> engine -> triggers -> service -> shells)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "importcore"
 
-# Lower ranks never import higher ones. A package (auth, service, triggers, devhost) has one rank.
+# Each folder of importcore/ is one layer; lower ranks never import higher ones.
 RANKS = {
-    "errors": 0, "reference": 0, "media": 0, "settings": 0, "redact": 0, "retry": 0, "resourceid": 0,
-    "telemetry": 0,
-    "hostpolicy": 1, "transport": 1,
-    "auth": 2,
-    "request": 3, "uploads": 3, "registry": 3, "arm": 3,
-    "plan": 4, "blobcopy": 4, "copy": 4, "triggers": 4,
-    "runner": 5, "progressbar": 5,
-    "service": 6,
-    "cli": 7, "devhost": 7, "__main__": 7, "__init__": 7,
+    "values": 0,     # errors, references, media types, resource IDs, settings: pure data
+    "observe": 1,    # log redaction, spans and counters
+    "net": 2,        # host policy, guarded transport, the one retry layer
+    "auth": 3,       # credentials, challenges, token flows, the ACR exchange
+    "registry": 4,   # the OCI distribution client, upload sessions, ARM look-ups
+    "engine": 5,     # plan, blob copy, image copy, the import request and its runner
+    "triggers": 6,   # event and webhook payloads, mirror rules (pure)
+    "service": 7,    # job store, queue, worker, sweeper, the API's logic
+    "cli": 8, "devhost": 8, "__main__": 8, "__init__": 8,  # shells
 }
 SHELL_ONLY = ("azure.functions",)  # only the shells (function_app.py, devhost) may import these
 
@@ -76,3 +76,11 @@ def test_function_app_stays_thin():
         if isinstance(node, ast.FunctionDef) and node.decorator_list:
             length = node.end_lineno - node.lineno + 1
             assert length <= 15, f"function_app.{node.name} is {length} lines"
+
+
+def test_every_module_lives_in_its_layer_folder():
+    """The tree is the layer diagram: nothing but the package's face and entry point sits flat."""
+    flat = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py"]
+    folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert folders == sorted(k for k in RANKS if not k.startswith("__"))

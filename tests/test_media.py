@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from importcore.errors import ImporterError, LimitExceeded, ManifestError, UsageError
-from importcore.media import (
+from importcore.values.errors import ImporterError, LimitExceeded, ManifestError, UsageError
+from importcore.values.media import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     MAX_MANIFEST_BYTES,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from importcore.errors import ImporterError, UsageError
-from importcore.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
+from importcore.values.errors import ImporterError, UsageError
+from importcore.values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
 
 D = "sha256:" + "0123456789abcdef" * 4
 D512 = "sha512:" + "ab" * 64

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from importcore.service.store import iso, utcnow
-from importcore.settings import Settings
+from importcore.values.settings import Settings
 from tests.support.faultproxy import FaultProxy, Stall, Status
 from tests.support.images import Pusher, push_image
 from tests.support.skopeo import skopeo_digest

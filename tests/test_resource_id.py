@@ -8,9 +8,9 @@ import time
 import pytest
 from azure.core.credentials import AccessToken
 
-import importcore.runner as runner
-from importcore.errors import UsageError
-from importcore.hostpolicy import HostPolicy
+import importcore.engine.runner as runner
+from importcore.values.errors import UsageError
+from importcore.net.hostpolicy import HostPolicy
 from importcore.service.api import parse_import_body
 from tests.support.armstub import ArmStub
 from tests.support.images import Pusher, push_index

@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from importcore.retry import parse_retry_after
+from importcore.net.retry import parse_retry_after
 
 NOW = dt.datetime(2024, 1, 1, 0, 0, 0, tzinfo=dt.timezone.utc)
 

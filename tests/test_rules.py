@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from importcore.auth import Credential
-from importcore.errors import UsageError
-from importcore.media import Platform
-from importcore.reference import Reference, TargetSpec
+from importcore.values.errors import UsageError
+from importcore.values.media import Platform
+from importcore.values.reference import Reference, TargetSpec
 from importcore.triggers import (
     MirrorRules,
     PushEvent,

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from importcore.media import MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
-from importcore.plan import MAX_INDEX_DEPTH
+from importcore.values.media import MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
+from importcore.engine.plan import MAX_INDEX_DEPTH
 from tests.support.hostile import BearerAuth, HostileServer, MiB, Reply, endless, guard_connections, sha256
 from tests.support.images import Pusher
 from tests.test_cli_import import blob_present, error_line, run_cli

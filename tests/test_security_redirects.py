@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from importcore.auth import Credential
-from importcore.errors import HostNotAllowed, RegistryError
-from importcore.hostpolicy import HostPolicy
-from importcore.registry import RegistryClient
+from importcore.values.errors import HostNotAllowed, RegistryError
+from importcore.net.hostpolicy import HostPolicy
+from importcore.registry.client import RegistryClient
 from tests.support.hostile import BasicAuth, BearerAuth, HostileServer, Reply, guard_connections, sha256
 from tests.support.images import Pusher
 from tests.support.skopeo import skopeo_digest

@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from importcore.auth import Credential
-from importcore.errors import AuthError
-from importcore.hostpolicy import HostPolicy
-from importcore.reference import Reference
-from importcore.registry import RegistryClient
-from importcore.request import ImportRequest, resolve_targets
-from importcore.runner import execute
-from importcore.settings import Settings
+from importcore.values.errors import AuthError
+from importcore.net.hostpolicy import HostPolicy
+from importcore.values.reference import Reference
+from importcore.registry.client import RegistryClient
+from importcore.engine.request import ImportRequest, resolve_targets
+from importcore.engine.runner import execute
+from importcore.values.settings import Settings
 from tests.conftest import ALICE, BOB
 from tests.support.hostile import HostileServer, Reply
 from tests.support.images import Pusher, push_index

@@ -13,12 +13,12 @@ import socket
 
 import pytest
 
-from importcore.errors import HostNotAllowed
-from importcore.hostpolicy import HostPolicy
-from importcore.runner import policy_for
+from importcore.values.errors import HostNotAllowed
+from importcore.net.hostpolicy import HostPolicy
+from importcore.engine.runner import policy_for
 from importcore.service.api import parse_import_body
-from importcore.settings import Settings
-from importcore.transport import make_http_client
+from importcore.values.settings import Settings
+from importcore.net.transport import make_http_client
 from tests.support.hostile import BearerAuth, HostileServer, Reply, guard_connections
 from tests.support.images import Pusher, push_image
 from tests.test_cli_import import error_line, run_cli

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-import importcore.telemetry as telemetry_module
+import importcore.observe.telemetry as telemetry_module
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_everything_is_a_no_op_without_a_connection_string(telemetry):
 
 def test_missing_package_warns_and_stays_off(telemetry, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", None)  # import fails
-    with caplog.at_level(logging.WARNING, logger="importcore.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="importcore.observe.telemetry"):
         assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is False
     assert "azure-monitor-opentelemetry is not installed" in caplog.text
     with telemetry.span("import") as s:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from importcore.errors import ImporterError, LimitExceeded, UsageError
-from importcore.reference import Reference, TargetSpec
+from importcore.values.errors import ImporterError, LimitExceeded, UsageError
+from importcore.values.reference import Reference, TargetSpec
 from importcore.triggers import (
     MAX_BODY_BYTES,
     PushEvent,

@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol
 
 import httpx
 
-from ..errors import AuthError, RegistryError, TransportError
+from ..values.errors import AuthError, RegistryError, TransportError
 from .challenge import Challenge
 
 __all__ = ["ACR_AUDIENCE", "AccessToken", "AcrTokenProvider", "TokenCredential", "is_acr_login_server",

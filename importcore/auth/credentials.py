@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AuthError, UsageError
+from ..values.errors import AuthError, UsageError
 
 __all__ = ["Credential", "load_credential"]
 

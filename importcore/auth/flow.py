@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterable
 
 import httpx
 
-from ..errors import AuthError, HostNotAllowed, RegistryError, TransportError
+from ..values.errors import AuthError, HostNotAllowed, RegistryError, TransportError
 from .challenge import Challenge, parse_challenges
 from .credentials import Credential
 

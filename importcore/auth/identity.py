@@ -11,7 +11,7 @@ import functools
 import os
 from collections.abc import Mapping
 
-from ..errors import AuthError
+from ..values.errors import AuthError
 from .acr import AccessToken, TokenCredential, jwt_expiry
 
 __all__ = ["MANAGED_IDENTITY_CLIENT_ID", "StaticTokenCredential", "build_credential", "credential_from_env"]

@@ -10,10 +10,10 @@ import logging
 import uuid
 from functools import cached_property
 
-from ..errors import HostNotAllowed, ImporterError, TransportError, UsageError
-from ..request import ImportRequest
-from ..runner import policy_for
-from ..settings import Settings
+from ..values.errors import HostNotAllowed, ImporterError, TransportError, UsageError
+from ..engine.request import ImportRequest
+from ..engine.runner import policy_for
+from ..values.settings import Settings
 from ..triggers import dedupe_window, target_key
 from .api import Reply, error_reply, parse_import_body, request_summary
 from .intake import EventIntake

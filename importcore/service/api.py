@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 
 from ..auth import Credential
-from ..errors import ImporterError, UsageError
-from ..hostpolicy import HostPolicy
-from ..media import Platform
-from ..reference import Reference, TargetSpec, parse_registry
-from ..request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
+from ..values.errors import ImporterError, UsageError
+from ..net.hostpolicy import HostPolicy
+from ..values.media import Platform
+from ..values.reference import Reference, TargetSpec, parse_registry
+from ..engine.request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
 
 __all__ = ["MAX_BODY_BYTES", "Reply", "error_reply", "parse_import_body", "request_from_summary", "request_summary"]
 

@@ -11,7 +11,7 @@ import json
 from cryptography.fernet import Fernet, InvalidToken
 
 from ..auth import Credential
-from ..errors import ImporterError, UsageError
+from ..values.errors import ImporterError, UsageError
 
 __all__ = ["SecretBox"]
 

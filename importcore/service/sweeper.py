@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from ..settings import Settings
+from ..values.settings import Settings
 from .jobqueue import JobQueue
 from .store import JobStore, StaleJob, iso, utcnow
 from .worker import Worker

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import httpx
 
-from .. import telemetry
-from ..copy import DeadlineReached, ImportResult, Progress
-from ..errors import ImporterError, RegistryError
-from ..runner import cancel_sessions, execute
-from ..settings import Settings
+from ..observe import telemetry
+from ..engine.imagecopy import DeadlineReached, ImportResult, Progress
+from ..values.errors import ImporterError, RegistryError
+from ..engine.runner import cancel_sessions, execute
+from ..values.settings import Settings
 from .api import request_from_summary
 from .secretbox import SecretBox
 from .store import Job, JobStore, StaleJob, iso, utcnow

@@ -12,16 +12,8 @@ No HTTP, no storage here: the Functions shell decodes a request, calls these, an
     dedupe_key(source, target_registry, target), target_key(...), within_window(...)
 """
 
-from .auth import (
-    DEFAULT_SECRET_HEADER,
-    SECRET_SETTINGS,
-    TriggerSecrets,
-    WebhookAuthError,
-    WebhookNotConfigured,
-    github_signature_ok,
-    secret_matches,
-    verify_eventgrid,
-    verify_webhook,
+from .senders import (
+    DEFAULT_SECRET_HEADER, SECRET_SETTINGS, TriggerSecrets, WebhookAuthError, WebhookNotConfigured, github_signature_ok, secret_matches, verify_eventgrid, verify_webhook,
 )
 from .dedupe import DEFAULT_WINDOW, dedupe_key, dedupe_window, target_key, within_window
 from .eventgrid import cloudevents_handshake, parse_eventgrid

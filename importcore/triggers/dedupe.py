@@ -19,8 +19,8 @@ import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
-from ..errors import UsageError
-from ..reference import Reference, TargetSpec
+from ..values.errors import UsageError
+from ..values.reference import Reference, TargetSpec
 
 __all__ = ["DEFAULT_WINDOW", "WINDOW_SETTING", "dedupe_key", "dedupe_window", "target_key", "within_window"]
 

@@ -21,7 +21,7 @@ import binascii
 import re
 from collections.abc import Mapping
 
-from ..errors import UsageError
+from ..values.errors import UsageError
 from .events import Collector, ParsedDelivery, clean, header, load_json, obj, opt_obj, opt_str
 from .webhooks import acr_push_event
 

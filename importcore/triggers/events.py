@@ -8,8 +8,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import LimitExceeded, UsageError
-from ..reference import Reference, parse_registry
+from ..values.errors import LimitExceeded, UsageError
+from ..values.reference import Reference, parse_registry
 
 __all__ = ["MAX_BODY_BYTES", "ParsedDelivery", "PushEvent", "header"]
 

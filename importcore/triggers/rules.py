@@ -24,10 +24,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..auth import Credential
-from ..errors import UsageError
-from ..media import Platform
-from ..reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
-from ..request import ImportRequest
+from ..values.errors import UsageError
+from ..values.media import Platform
+from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
+from ..engine.request import ImportRequest
 from .events import PushEvent
 from .semver import Range
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from ..values.errors import UsageError
 
 __all__ = ["Range", "Version", "parse_version"]
 

@@ -19,21 +19,11 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable, Mapping
 
-from ..errors import UsageError
-from ..media import DOCKER_SCHEMA1, INDEX_TYPES, MANIFEST_TYPES
-from ..reference import DOCKER_HUB, parse_digest
+from ..values.errors import UsageError
+from ..values.media import DOCKER_SCHEMA1, INDEX_TYPES, MANIFEST_TYPES
+from ..values.reference import DOCKER_HUB, parse_digest
 from .events import (
-    Collector,
-    ParsedDelivery,
-    PushEvent,
-    header,
-    load_json,
-    media_type_base,
-    obj,
-    opt_list,
-    opt_obj,
-    opt_str,
-    req_str,
+    Collector, ParsedDelivery, PushEvent, header, load_json, media_type_base, obj, opt_list, opt_obj, opt_str, req_str,
 )
 
 __all__ = ["PROVIDERS", "UnknownProvider", "acr_push_event", "parse_webhook"]

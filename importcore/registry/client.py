@@ -15,15 +15,16 @@ from typing import TypeVar
 
 import httpx
 
-from .auth import Credential, RegistryAuth, parse_challenges, scopes_for
-from .auth.flow import SCOPES
-from .errors import (AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError,
-                     RegistryError, TransportError, UsageError)
-from .hostpolicy import HostPolicy
-from .media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from .reference import DOCKER_HUB, DOCKER_HUB_API
-from .redact import redact_url
-from .retry import attempts, parse_retry_after
+from ..auth import Credential, RegistryAuth, parse_challenges, scopes_for
+from ..auth.flow import SCOPES
+from ..values.errors import (
+    AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError, RegistryError, TransportError, UsageError,
+)
+from ..net.hostpolicy import HostPolicy
+from ..values.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ..values.reference import DOCKER_HUB, DOCKER_HUB_API
+from ..observe.redact import redact_url
+from ..net.retry import attempts, parse_retry_after
 from .uploads import UploadSessions
 
 __all__ = ["RegistryClient", "redact_url"]

@@ -35,10 +35,10 @@ from typing import Any
 
 import httpx
 
-from .errors import ImporterError, IntegrityError, NotFoundError, RegistryError, TransportError
-from .media import Descriptor
-from .registry import RegistryClient
-from .retry import attempts
+from ..values.errors import ImporterError, IntegrityError, NotFoundError, RegistryError, TransportError
+from ..values.media import Descriptor
+from ..registry.client import RegistryClient
+from ..net.retry import attempts
 
 __all__ = ["MAX_RECONNECTS", "SMALL_BLOB", "BlobOutcome", "copy_blob"]
 

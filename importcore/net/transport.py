@@ -17,7 +17,7 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
 
-from . import redact
+from ..observe import redact
 from .hostpolicy import HostPolicy
 
 __all__ = ["make_http_client"]

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 
 import stamina
 
-from .errors import ImporterError, RegistryError
+from ..values.errors import ImporterError, RegistryError
 
 __all__ = ["MAX_RETRY_AFTER", "attempts", "parse_retry_after"]
 

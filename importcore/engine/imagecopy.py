@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from . import telemetry
+from ..observe import telemetry
 from .blobcopy import BlobOutcome, copy_blob
-from .errors import ConflictError, ImporterError
-from .media import Platform
+from ..values.errors import ConflictError, ImporterError
+from ..values.media import Platform
 from .plan import Limits, Plan, plan_import
-from .reference import Reference, TargetSpec
-from .registry import RegistryClient
+from ..values.reference import Reference, TargetSpec
+from ..registry.client import RegistryClient
 
 __all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "run_import"]
 

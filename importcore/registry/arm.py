@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import httpx
 
-from .auth.acr import TokenCredential, read_capped
-from .errors import AuthError, ImporterError, NotFoundError, RegistryError, TransportError, UsageError
-from .reference import parse_registry
-from .resourceid import RegistryResourceId, parse_resource_id
-from .retry import parse_retry_after
+from ..auth.acr import TokenCredential, read_capped
+from ..values.errors import AuthError, ImporterError, NotFoundError, RegistryError, TransportError, UsageError
+from ..values.reference import parse_registry
+from ..values.resourceid import RegistryResourceId, parse_resource_id
+from ..net.retry import parse_retry_after
 
 __all__ = ["API_VERSION", "ARM_ENDPOINT", "DEFAULT_ARM_ENDPOINT", "RegistryResourceId", "arm_endpoint_from_env",
            "parse_resource_id", "resolve_login_server"]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .copy import Progress
+from ..engine.imagecopy import Progress
 
 __all__ = ["progress_reporter"]
 

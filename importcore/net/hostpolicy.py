@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from .errors import HostNotAllowed, TransportError
+from ..values.errors import HostNotAllowed, TransportError
 
 __all__ = ["HostPolicy", "blocked_reason", "split_host"]
 

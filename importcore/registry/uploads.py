@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 import httpx
 
-from .auth import scopes_for
-from .errors import ImporterError, RegistryError
-from .redact import redact_url
+from ..auth import scopes_for
+from ..values.errors import ImporterError, RegistryError
+from ..observe.redact import redact_url
 
 __all__ = ["UploadSessions"]
 

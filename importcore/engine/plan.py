@@ -5,10 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import LimitExceeded, ManifestError, NotFoundError
-from .media import Descriptor, Manifest, Platform
-from .reference import Reference
-from .registry import RegistryClient
+from ..values.errors import LimitExceeded, ManifestError, NotFoundError
+from ..values.media import Descriptor, Manifest, Platform
+from ..values.reference import Reference
+from ..registry.client import RegistryClient
 
 __all__ = ["Limits", "Plan", "plan_import"]
 

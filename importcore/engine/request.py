@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .auth import Credential
-from .errors import UsageError
-from .media import Platform
-from .reference import Reference, TargetSpec, parse_target
-from .resourceid import parse_resource_id
+from ..auth import Credential
+from ..values.errors import UsageError
+from ..values.media import Platform
+from ..values.reference import Reference, TargetSpec, parse_target
+from ..values.resourceid import parse_resource_id
 
 __all__ = ["ImportRequest", "check_targets", "resolve_targets", "source_by_resource_id"]
 

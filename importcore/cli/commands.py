@@ -8,14 +8,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .auth import Credential
-from .copy import ImportResult
-from .errors import ImporterError, UsageError
-from .media import Platform
+from ..auth import Credential
+from ..engine.imagecopy import ImportResult
+from ..values.errors import ImporterError, UsageError
+from ..values.media import Platform
 from .progressbar import progress_reporter
-from .reference import Reference, parse_registry
-from .request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
-from .settings import Settings
+from ..values.reference import Reference, parse_registry
+from ..engine.request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
+from ..values.settings import Settings
 
 __all__ = ["main"]
 
@@ -109,11 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        from . import devhost  # the local Functions host is a shell too; imported only when asked
+        from .. import devhost  # the local Functions host is a shell too; imported only when asked
 
         devhost.serve(port=args.port)
         return 0
-    from .runner import execute
+    from ..engine.runner import execute
 
     try:
         settings = Settings.from_env()

@@ -8,21 +8,21 @@ from collections.abc import Callable
 
 import httpx
 
-from .arm import resolve_login_server
-from .auth import Credential, load_credential
-from .auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
-from .auth.identity import StaticTokenCredential
-from .auth.identity import app_identity as _identity
-from .copy import CopyOptions, ImportResult, Progress, SessionHook, run_import
-from .errors import HostNotAllowed, ImporterError
-from .hostpolicy import HostPolicy
+from ..registry.arm import resolve_login_server
+from ..auth import Credential, load_credential
+from ..auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
+from ..auth.identity import StaticTokenCredential
+from ..auth.identity import app_identity as _identity
+from .imagecopy import CopyOptions, ImportResult, Progress, SessionHook, run_import
+from ..values.errors import HostNotAllowed, ImporterError
+from ..net.hostpolicy import HostPolicy
 from .plan import Limits
-from .redact import scrub
-from .reference import parse_registry
-from .registry import RegistryClient
+from ..observe.redact import scrub
+from ..values.reference import parse_registry
+from ..registry.client import RegistryClient
 from .request import ImportRequest
-from .settings import Settings
-from .transport import make_http_client
+from ..values.settings import Settings
+from ..net.transport import make_http_client
 
 __all__ = ["cancel_sessions", "execute", "policy_for"]
 

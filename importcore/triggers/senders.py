@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import PolicyError, UsageError
+from ..values.errors import PolicyError, UsageError
 from .events import header
 from .webhooks import PROVIDERS, UnknownProvider
 
