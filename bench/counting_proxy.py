@@ -1,16 +1,28 @@
-"""A small counting reverse proxy for one registry: every request and every blob byte, tallied.
+"""A small counting reverse proxy for one registry: every request, connection and blob byte, tallied;
+optionally a wide-area network in between.
 
 Clients are pointed at 127.0.0.1:<proxy port> instead of the registry; the Host header is passed
 through unchanged, so the upload Locations Distribution builds from it point back at the proxy.
 Bodies are streamed (Content-Length or chunked, both directions): a 2 GiB layer passes through
-in 1 MiB pieces. Only used for counting runs (scenarios 3 and 4), never for timed runs.
+in 1 MiB pieces.
+
+With `rtt` (seconds) the proxy is a WAN: each request is held rtt/2 before it goes to the registry
+and its response rtt/2 before it goes back, so every request costs one round trip more than on
+loopback, and requests a client keeps in flight at once overlap their waits as they would over a
+real link. `connect_rtt` is charged once per new connection, before its first request is read (the
+TCP handshake a client waits for before it can send; 0 = connection set-up free). Bandwidth is not
+limited. A TLS ClientHello (skopeo probes https before falling back to plain http) is closed at once
+and not charged: in production that would have been the connection, and its handshake is not
+modelled for either tool. Without `rtt` (scenarios 3 and 4) it only counts; those runs are untimed.
 """
 
 from __future__ import annotations
 
 import http.client
 import re
+import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -42,17 +54,28 @@ class _Stats:
         self.by_kind: Counter[str] = Counter()
         self.upload_bytes = 0  # request bodies sent to upload sessions (PATCH/PUT/POST)
         self.download_bytes = 0  # response bodies of blob GETs
+        self.connections = 0  # client connections that sent a request
+        self.tls_probes = 0  # connections that opened with a TLS ClientHello (closed, not charged)
+        self.spans: list[tuple[float, float]] = []  # (arrived, answered) per request, time.monotonic()
 
     def snapshot(self) -> dict:
         with self.lock:
+            spans = sorted(self.spans)
+            first = spans[0][0] if spans else None
+            last = max((end for _, end in spans), default=None)
+            busy = sum(end - start for start, end in spans)
             return {"requests": self.requests, "by_kind": dict(sorted(self.by_kind.items())),
                     "upload_bytes": self.upload_bytes, "download_bytes": self.download_bytes,
-                    "blob_bytes": self.upload_bytes + self.download_bytes}
+                    "blob_bytes": self.upload_bytes + self.download_bytes,
+                    "connections": self.connections, "tls_probes": self.tls_probes,
+                    "first_request_at": first, "last_response_at": last, "request_seconds": busy}
 
     def reset(self) -> None:
         with self.lock:
             self.requests, self.upload_bytes, self.download_bytes = 0, 0, 0
+            self.connections, self.tls_probes = 0, 0
             self.by_kind.clear()
+            self.spans.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,6 +85,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
+    def handle(self) -> None:
+        stats = self.server.stats
+        try:
+            first = self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return
+        if not first:
+            return
+        if first == b"\x16":  # TLS handshake record: a client probing https on this plain-http port
+            with stats.lock:
+                stats.tls_probes += 1
+            return
+        with stats.lock:
+            stats.connections += 1
+        if self.server.connect_rtt:
+            time.sleep(self.server.connect_rtt)
+        super().handle()
+
     def _upstream(self) -> http.client.HTTPConnection:
         conn = getattr(self, "_conn", None)
         if conn is None:
@@ -70,11 +111,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         method, path = self.command, self.path
+        arrived = time.monotonic()
         kind = _kind(method, path)
         stats = self.server.stats
+        half = self.server.rtt / 2
         with stats.lock:
             stats.requests += 1
             stats.by_kind[kind] += 1
+        if half:
+            time.sleep(half)  # the request crossing the link
         length = self.headers.get("Content-Length")
         chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
         try:
@@ -95,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._conn = None
             self.close_connection = True
             return
+        if half:
+            time.sleep(half)  # the response crossing back
         self.send_response_only(response.status, response.reason)
         declared = response.getheader("Content-Length")
         no_body = method == "HEAD" or response.status in (204, 304) or 100 <= response.status < 200
@@ -118,8 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
             if declared is None:
                 self.wfile.write(b"0\r\n\r\n")
         response.close()
-        if method == "GET" and kind.endswith(" blob"):
-            with stats.lock:
+        with stats.lock:
+            stats.spans.append((arrived, time.monotonic()))
+            if method == "GET" and kind.endswith(" blob"):
                 stats.download_bytes += received
         if response.will_close:
             self._conn = None
@@ -159,18 +207,23 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    request_queue_size = 128  # skopeo 1.9 opens a connection per request, many at once
+
+    def __init__(self, upstream: tuple[str, int], rtt: float, connect_rtt: float) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
+        self.rtt, self.connect_rtt = rtt, connect_rtt
         self.stats = _Stats()
 
 
 class CountingProxy:
-    """`with CountingProxy("127.0.0.1:5000") as p:` then talk to p.host; p.stats() / p.reset()."""
+    """`with CountingProxy("127.0.0.1:5000") as p:` then talk to p.host; p.stats() / p.reset().
 
-    def __init__(self, upstream: str) -> None:
+    `rtt`, `connect_rtt` (seconds): the WAN it adds (module docstring); 0 = loopback."""
+
+    def __init__(self, upstream: str, *, rtt: float = 0.0, connect_rtt: float = 0.0) -> None:
         host, _, port = upstream.rpartition(":")
-        self._server = _Server((host, int(port)))
+        self._server = _Server((host, int(port)), rtt, connect_rtt)
         self._thread = threading.Thread(target=self._server.serve_forever, name="counting-proxy", daemon=True)
 
     @property

@@ -30,6 +30,7 @@ class Run:
     cpu: float  # user + system seconds of the process
     stdout: str = ""
     stderr: str = ""
+    # launcher_cpu; started (time.monotonic() at fork: the same clock as the proxies' timestamps); meters
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -45,7 +46,7 @@ class Run:
 _LAUNCHER = r"""
 import json, os, resource, sys, time
 fd, argv = int(sys.argv[1]), sys.argv[2:]
-t0 = time.perf_counter()
+t0, started = time.perf_counter(), time.monotonic()
 pid = os.fork()
 if pid == 0:
     try:
@@ -56,7 +57,8 @@ _, status, ru = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 me = resource.getrusage(resource.RUSAGE_SELF)
 os.write(fd, json.dumps({"wall": wall, "rc": os.waitstatus_to_exitcode(status), "maxrss_kib": ru.ru_maxrss,
-                         "cpu": ru.ru_utime + ru.ru_stime, "launcher_cpu": me.ru_utime + me.ru_stime}).encode())
+                         "cpu": ru.ru_utime + ru.ru_stime, "launcher_cpu": me.ru_utime + me.ru_stime,
+                         "started": started}).encode())
 """
 
 
@@ -85,7 +87,7 @@ def run_command(tool: str, argv: list[str], env: dict[str, str], *, timeout: flo
                    stderr=stderr + f"\n(launcher gave no report; exit {proc.returncode})")
     data = json.loads(report)
     return Run(tool=tool, wall=data["wall"], rc=data["rc"], rss_mib=data["maxrss_kib"] / 1024, cpu=data["cpu"],
-               stdout=stdout, stderr=stderr, extra={"launcher_cpu": data["launcher_cpu"]})
+               stdout=stdout, stderr=stderr, extra={"launcher_cpu": data["launcher_cpu"], "started": data["started"]})
 
 
 def cpu_seconds(pid: int | None) -> float:

@@ -20,9 +20,19 @@ def _s(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f} s" if x < 10 else f"{x:.1f} s"
 
 
+def _part_label(part: dict) -> str:
+    return {"small": "small layers", "large": "large multi-arch", "noop": "no-op"}.get(part["key"], part["key"])
+
+
 def one_line(result: dict) -> str:
     """One console line per scenario."""
     sid = result["id"]
+    if sid == 7:
+        free = [p for p in result["parts"] if p["mode"] == "setup-free"]
+        measured = {p["key"]: p for p in result["parts"] if p["mode"] == "measured"}
+        return f"scenario 7 ({result['rtt_ms']:g} ms): " + "; ".join(
+            f"{_part_label(p)} {p['ratio']:.2f} set-up free (≤ {p['goal']}: {'met' if p['met'] else 'MISSED'}), "
+            f"{measured[p['key']]['ratio']:.2f} as measured" for p in free)
     if sid == 6:
         return (f"scenario 6: {result['per_minute']:.0f} imports/min, p50 {result['p50_s']:.2f}s, "
                 f"p95 {result['p95_s']:.2f}s ({result['succeeded']}/{result['imports']} succeeded) "
@@ -30,7 +40,7 @@ def one_line(result: dict) -> str:
     o, k = result["ours"], result["skopeo"]
     text = (f"scenario {sid}: ours {_s(o['median'])} vs skopeo {_s(k['median'])}, ratio {result['ratio']:.2f}, "
             f"peak RSS {o['rss_mib']:.1f} vs {k['rss_mib']:.1f} MiB")
-    if "headline" in result and sid in (3, 4, 5):
+    if "headline" in result and sid in (3, 4, 5, 9):
         text += f"; ours {result['headline']['ours']}, skopeo {result['headline']['skopeo']}"
     if "target" in result:
         text += f"; target {result['target']}: {_ok(result)}"
@@ -44,8 +54,24 @@ def _rows(data: dict) -> list[list[str]]:
             rows.append([str(r["id"]), r["name"], r["workload"], "—", "—", "—", "—", r["headline"]["ours"],
                          r["target"], _ok(r)])
             continue
+        if r["id"] == 7:
+            measured = {p["key"]: p for p in r["parts"] if p["mode"] == "measured"}
+            for p in r["parts"]:
+                if p["mode"] != "setup-free":
+                    continue
+                o, k, m = p["ours"], p["skopeo"], measured[p["key"]]
+                rows.append([
+                    "7", f"WAN {r['rtt_ms']:g} ms: {_part_label(p)}", p["workload"], _s(o["median"]), _s(k["median"]),
+                    f"{p['ratio']:.2f}", f"{o['rss_mib']:.0f} / {k['rss_mib']:.0f} MiB",
+                    f"set-up free {p['ratio']:.2f} (requests {o['requests']:.0f} / {k['requests']:.0f}, connections "
+                    f"{o['connections']:.0f} / {k['connections']:.0f}); as measured {m['ratio']:.2f} "
+                    f"({_s(m['ours']['median'])} vs {_s(m['skopeo']['median'])}, connections "
+                    f"{m['ours']['connections']:.0f} / {m['skopeo']['connections']:.0f})",
+                    f"set-up free ≤ {p['goal']}× skopeo's", "met" if p["met"] else "MISSED"])
+            continue
         o, k = r["ours"], r["skopeo"]
-        key = {3: "requests, blob bytes", 4: "blob bytes transferred", 5: "peak RSS"}.get(r["id"])
+        key = {3: "requests, blob bytes", 4: "blob bytes transferred", 5: "peak RSS",
+               9: "wall time, first request"}.get(r["id"])
         measured = f"{key}: ours {r['headline']['ours']}; skopeo {r['headline']['skopeo']}" if key else \
             f"ours/skopeo {r['ratio']:.2f}"
         rows.append([str(r["id"]), r["name"], r["workload"], _s(o["median"]), _s(k["median"]), f"{r['ratio']:.2f}",
@@ -63,8 +89,34 @@ def summary_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _wan_details(r: dict) -> list[str]:
+    out = ["| workload | connection set-up | ours (median) | skopeo (median) | ours/skopeo | requests ours / skopeo "
+           "| connections ours / skopeo | in flight ours / skopeo | goal |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in r["parts"]:
+        o, k = p["ours"], p["skopeo"]
+        setup = f"+{p['connect_rtt_ms']:g} ms per connection" if p["mode"] == "measured" else "free"
+        goal = f"≤ {p['goal']}: {'met' if p['met'] else 'MISSED'}" if "goal" in p else "—"
+        out.append(f"| {_part_label(p)}: {p['workload']} | {setup} | {_s(o['median'])} | {_s(k['median'])} | "
+                   f"{p['ratio']:.2f} | {o['requests']:.0f} / {k['requests']:.0f} | {o['connections']:.0f} / "
+                   f"{k['connections']:.0f} | {o['in_flight']:.1f} / {k['in_flight']:.1f} | {goal} |")
+    out.append("")
+    for p in r["parts"]:
+        for tool in ("ours", "skopeo"):
+            s = p[tool]
+            walls = ", ".join(f"{w:.3f}" for w in s["walls"])
+            kinds = ", ".join(f"{k} ×{v}" for k, v in s["by_kind"].items())
+            probes = f", {s['tls_probes']:.0f} https probes" if s.get("tls_probes") else ""
+            out.append(f"- {_part_label(p)}, set-up {'charged' if p['mode'] == 'measured' else 'free'}, {tool}: "
+                       f"runs {walls}; CPU {s['cpu']:.2f} s; {s['requests']:.0f} requests on "
+                       f"{s['connections']:.0f} connections{probes} — {kinds}")
+    out.append("")
+    return out
+
+
 def _details(r: dict) -> list[str]:
     out = [f"### {r['id']}. {r['name']} — {r['workload']}", ""]
+    if r["id"] == 7:
+        return out + _wan_details(r)
     if r["id"] == 6:
         cpu = ", ".join(f"{k} {v:.1f} s" for k, v in r["cpu_s"].items())
         out += [f"- {r['succeeded']}/{r['imports']} succeeded ({r['failed']} failed) in {r['span_s']:.1f} s "
@@ -99,6 +151,11 @@ def _details(r: dict) -> list[str]:
             out.append(f"- {name} through the counting proxy: {c['blob_bytes']} blob bytes{extra}, "
                        f"{c['requests']} requests — {kinds}")
         out.append(f"- ours, json `bytes` of every timed run: {r['timed_json_bytes']}")
+    if r["id"] == 9:
+        for tool in ("ours", "skopeo"):
+            runs = ", ".join(f"{x * 1000:.0f}" for x in r["first_request_runs"][tool])
+            out.append(f"- {tool}: first request {r['first_request_s'][tool] * 1000:.0f} ms after the process "
+                       f"started (median; runs {runs} ms, through zero-latency counting proxies)")
     if r["id"] == 5:
         for tool in ("ours", "skopeo"):
             s = r["small"][tool]
@@ -159,27 +216,35 @@ def chart(data: dict, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     by_id = {r["id"]: r for r in data["scenarios"]}
-    timed = [r for r in data["scenarios"] if r["id"] in (1, 2, 3, 4, 5)]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [3, 2, 1.3]},
+    short = {1: "1. multi-arch\nlarge layers", 2: "2. many small\nlayers", 3: "3. no-op\nre-import",
+             4: "4. same registry\n(mounts)", 5: "5. one huge\nlayer", 9: "9. start-up\n(no-op, loopback)"}
+    bars = []  # (label, ratio, ours median, skopeo median, goal)
+    for r in data["scenarios"]:
+        if r["id"] in short:
+            goal = {1: 0.8, 2: 0.6, 9: 1.5}.get(r["id"])
+            bars.append((short[r["id"]], r["ratio"], r["ours"]["median"], r["skopeo"]["median"], goal))
+        elif r["id"] == 7:
+            for part in r["parts"]:
+                if part["mode"] == "setup-free":
+                    bars.append((f"7. WAN {r['rtt_ms']:g} ms\n{_part_label(part)}", part["ratio"],
+                                 part["ours"]["median"], part["skopeo"]["median"], part["goal"]))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [4, 2, 1.3]},
                              layout="constrained")
     colors = {"ours": "#1f77b4", "skopeo": "#ff7f0e"}
 
     ax = axes[0]
-    short = {1: "1. multi-arch\nlarge layers", 2: "2. many small\nlayers", 3: "3. no-op\nre-import",
-             4: "4. same registry\n(mounts)", 5: "5. one huge\nlayer"}
-    x = list(range(len(timed)))
-    ratios = [r["ratio"] for r in timed]
+    x = list(range(len(bars)))
+    ratios = [b[1] for b in bars]
     ax.bar(x, ratios, 0.6, color=[colors["ours"] if q <= 1 else "#d62728" for q in ratios])
     ax.axhline(1.0, color=colors["skopeo"], linewidth=2, label="skopeo = 1")
-    for i, r in enumerate(timed):
-        ax.annotate(f"{r['ratio']:.2f}\n{r['ours']['median']:.2f} s vs {r['skopeo']['median']:.2f} s", (i, r["ratio"]),
-                    textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
-        goal = {1: 0.8, 2: 0.6}.get(r["id"])
+    for i, (_, ratio, ours, skopeo, goal) in enumerate(bars):
+        ax.annotate(f"{ratio:.2f}\n{ours:.2f} s vs {skopeo:.2f} s", (i, ratio),
+                    textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
         if goal:
             ax.plot([i - 0.35, i + 0.35], [goal, goal], color="black", linestyle="--", linewidth=1)
-            ax.annotate(f"target {goal}", (i + 0.35, goal), fontsize=7, va="center", xytext=(2, 0),
+            ax.annotate(f"target {goal}", (i + 0.35, goal), fontsize=6, va="center", xytext=(2, 0),
                         textcoords="offset points")
-    ax.set_xticks(x, [short[r["id"]] for r in timed], fontsize=8)
+    ax.set_xticks(x, [b[0] for b in bars], fontsize=7)
     ax.set_ylim(0, max(ratios + [1.2]) * 1.25)
     ax.set_ylabel("median wall time, ours ÷ skopeo (lower is better)")
     ax.set_title("wall time relative to skopeo")

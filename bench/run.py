@@ -1,8 +1,10 @@
 """`make bench`: our importer against skopeo on local registries, and the service's throughput.
 
-    .venv/bin/python bench/run.py                 # all six scenarios; rewrites BENCHMARKS.md + bench/benchmarks.png
-    .venv/bin/python bench/run.py --only 1,2      # some scenarios (the report then holds only those)
-    .venv/bin/python bench/run.py --smoke --out DIR   # tiny sizes, 1 pair: checks the machinery (make test)
+    .venv/bin/python bench/run.py                 # every scenario; rewrites BENCHMARKS.md + bench/benchmarks.png
+    .venv/bin/python bench/run.py --only 7,9      # some scenarios (the report then holds only those)
+    .venv/bin/python bench/run.py --quick --only 7 --out /tmp/b   # 2 pairs, short quiet waits: a first look
+    .venv/bin/python bench/run.py --rtt 60        # scenario 7's WAN at another round-trip time (ms)
+    .venv/bin/python bench/run.py --smoke --out DIR   # tiny sizes, 1 pair: checks the machinery
 
 Everything runs on this machine: the registries (CNCF Distribution), Azurite and the tools are
 started on free loopback ports and removed afterwards. Raw figures go to <out>/results.json.
@@ -27,6 +29,9 @@ if str(ROOT) not in sys.path:
 from bench import report  # noqa: E402
 from bench.scenarios import FULL, SMOKE, Bench, wait_quiet  # noqa: E402
 from bench.service import scenario6  # noqa: E402
+from bench.wan import scenario7, scenario9  # noqa: E402
+
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 9)
 
 
 def log(text: str) -> None:
@@ -70,24 +75,32 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 pair, no warm-up (for make test)")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated scenario numbers (default all)")
-    parser.add_argument("--pairs", type=int, help="A/B pairs per timed scenario (default 5; smoke 1)")
+    parser.add_argument("--quick", action="store_true", help="2 pairs and short quiet waits: a first look, not "
+                        "the figures for BENCHMARKS.md")
+    parser.add_argument("--only", default=",".join(map(str, SCENARIOS)),
+                        help="comma-separated scenario numbers (default all)")
+    parser.add_argument("--pairs", type=int, help="A/B pairs per timed scenario (default 5; quick 2; smoke 1)")
+    parser.add_argument("--rtt", type=float, help="round-trip time of scenario 7's WAN, ms (default 30)")
     parser.add_argument("--out", type=Path, help="where BENCHMARKS.md and the chart go "
-                        "(default: the repository root and bench/; with --smoke a temporary directory)")
+                        "(default: the repository root and bench/; with --smoke or --quick a temporary directory)")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="seconds to wait for other processes to calm down before each scenario "
                              "(default 120; smoke 0)")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
-    if args.pairs:
-        sizes = type(sizes)(**{**sizes.__dict__, "pairs": args.pairs})
+    changes = {"pairs": args.pairs or (2 if args.quick and not args.smoke else None), "rtt_ms": args.rtt}
+    sizes = type(sizes)(**{**sizes.__dict__, **{k: v for k, v in changes.items() if v}})
     only = sorted({int(x) for x in args.only.split(",") if x.strip()})
-    quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.smoke else 120.0)
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"no scenario {sorted(unknown)}; there are {list(SCENARIOS)}")
+    quiet_wait = args.quiet_wait if args.quiet_wait is not None else (
+        0.0 if args.smoke else 10.0 if args.quick else 120.0)
     if args.out is not None:
         md_path, png_path = args.out / "BENCHMARKS.md", args.out / "benchmarks.png"
         json_path = args.out / "results.json"
-    elif args.smoke:
-        out = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
+    elif args.smoke or args.quick:
+        out = Path(tempfile.mkdtemp(prefix="bench-smoke-" if args.smoke else "bench-quick-"))
         md_path, png_path, json_path = out / "BENCHMARKS.md", out / "benchmarks.png", out / "results.json"
     else:
         md_path, png_path, json_path = ROOT / "BENCHMARKS.md", ROOT / "bench" / "benchmarks.png", \
@@ -96,12 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     info = machine()
-    log(f"bench: {'smoke' if args.smoke else 'full'} run, scenarios {only}, {sizes.pairs} pair(s); "
+    log(f"bench: {'smoke' if args.smoke else 'quick' if args.quick else 'full'} run, scenarios {only}, {sizes.pairs} pair(s); "
         f"{info['cpu']}, {info['cores']} cores")
     work = Path(tempfile.mkdtemp(prefix="importer-bench-"))
     started = time.monotonic()
     results: list[dict] = []
-    bench = Bench(work, sizes, log=log, quiet_wait=min(quiet_wait, 30.0)) if any(s <= 5 for s in only) else None
+    bench = Bench(work, sizes, log=log, quiet_wait=min(quiet_wait, 30.0)) if any(s != 6 for s in only) else None
     try:
         for sid in only:
             if quiet_wait:
@@ -109,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             if sid == 6:
                 result = scenario6(work, sizes.s6_imports, log=log)
+            elif sid == 7:
+                result = scenario7(bench)
+            elif sid == 9:
+                result = scenario9(bench)
             else:
                 result = getattr(bench, f"scenario{sid}")()
             result["seconds"] = round(time.monotonic() - t0, 1)
@@ -119,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.close()
         shutil.rmtree(work, ignore_errors=True)
     total = time.monotonic() - started
-    data = {"machine": info, "smoke": args.smoke, "pairs": sizes.pairs, "sizes": sizes.__dict__,
+    data = {"machine": info, "smoke": args.smoke, "quick": args.quick, "pairs": sizes.pairs, "sizes": sizes.__dict__,
             "total_seconds": round(total, 1), "redone_pairs": bench.redone if bench else 0, "scenarios": results}
     json_path.write_text(json.dumps(data, indent=2, default=str))
     report.chart(data, png_path)

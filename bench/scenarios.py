@@ -51,11 +51,14 @@ class Sizes:
     s5_small: int = 16 * MiB
     s5_big_runs: int = 2  # per tool (A B B A): the peak RSS of a streamed copy hardly varies run to run
     s6_imports: int = 200
+    rtt_ms: float = 30.0  # scenarios 7 and 8: the WAN's round trip (and a new connection's extra one)
+    s8_tags: int = 50
 
 
 FULL = Sizes()
 SMOKE = Sizes(pairs=1, warmup=False, s1_layers=2, s1_layer=256 * KiB, s2_layers=5, s2_layer=4 * KiB, s4_layers=2,
-              s4_layer=64 * KiB, s5_big=8 * MiB, s5_small=1 * MiB, s5_big_runs=1, s6_imports=4)
+              s4_layer=64 * KiB, s5_big=8 * MiB, s5_small=1 * MiB, s5_big_runs=1, s6_imports=4, rtt_ms=4.0,
+              s8_tags=3)
 
 NOISY = 0.25  # cores used by other processes during a timed run above which its pair is run again
 REDO = 3
@@ -124,12 +127,36 @@ class Bench:
         self.source = RegistryServer(work / "source").start()
         self.pusher = new_pusher(self.source.url)
         self._n = 0
+        self._images: dict[str, Image] = {}
 
     def close(self) -> None:
         self.pusher.close()
         self.source.stop()
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def image(self, key: str, push: Callable[[], Image]) -> Image:
+        """An image pushed to the source once per bench run (scenarios 7-9 reuse 1-3's)."""
+        if key not in self._images:
+            self._images[key] = push()
+        return self._images[key]
+
+    def small_image(self) -> Image:
+        s = self.sizes
+        return self.image("small", lambda: push_image(self.pusher, "bench/small", "v1", layers=[s.s2_layer] * s.s2_layers,
+                                                      seed="scenario2")[0])
+
+    def multiarch_image(self) -> Image:
+        s = self.sizes
+        return self.image("multiarch", lambda: push_multiarch(
+            self.pusher, "bench/multiarch", "v1", platforms=PLATFORMS[:s.s1_platforms],
+            layers=[s.s1_layer] * s.s1_layers, seed="scenario1"))
+
+    def noop_image(self) -> Image:
+        s = self.sizes
+        return self.image("noop", lambda: push_multiarch(
+            self.pusher, "bench/noop", "v1", platforms=PLATFORMS[:s.s1_platforms], layers=[s.s2_layer] * s.s1_layers,
+            seed="scenario3"))
 
     @contextmanager
     def registry(self, name: str) -> Iterator[RegistryServer]:
@@ -165,21 +192,25 @@ class Bench:
                 run.extra["result"] = json.loads(run.stdout)
         return run
 
-    def _pairs(self, label: str, image: Image, pairs: int, **kw) -> tuple[list[Run], list[Run]]:
+    def _pairs(self, label: str, image: Image, pairs: int, *, timed: Callable[[str, int], Run] | None = None,
+               tools: tuple[str, str] = ("ours", "skopeo"), **kw) -> tuple[list[Run], list[Run]]:
         """A B A B …: ours then skopeo, `pairs` times, after one untimed warm-up of each.
 
+        `timed(tool, i)` runs one (default: `_timed` with `kw`); `tools` names A and B for it.
         This machine is shared: a pair during which other processes used more than NOISY cores (on
         average, in either run) is run again, at most REDO times, after waiting for a quiet second."""
+        timed = timed or (lambda tool, i: self._timed(tool, image, i, **kw))
+        first, second = tools
         if self.sizes.warmup:
-            self._timed("ours", image, -1, **kw)
-            self._timed("skopeo", image, -1, **kw)
+            timed(first, -1)
+            timed(second, -1)
         ours, skopeo = [], []
         for i in range(pairs):
             for attempt in range(REDO + 1):
                 if self.quiet_wait:
                     wait_quiet(self.quiet_wait, threshold=NOISY, log=lambda text: None)
-                a = self._timed("ours", image, i, **kw)
-                b = self._timed("skopeo", image, i, **kw)
+                a = timed(first, i)
+                b = timed(second, i)
                 noise = max(_noise(a), _noise(b))
                 if noise <= NOISY or attempt == REDO or not self.quiet_wait:
                     break
@@ -187,7 +218,7 @@ class Bench:
                 self.log(f"   {label} pair {i + 1}: other processes used {noise:.2f} cores meanwhile; again")
             ours.append(a)
             skopeo.append(b)
-            self.log(f"   {label} pair {i + 1}/{pairs}: ours {a.wall:.3f}s  skopeo {b.wall:.3f}s")
+            self.log(f"   {label} pair {i + 1}/{pairs}: {first} {a.wall:.3f}s  {second} {b.wall:.3f}s")
         return ours, skopeo
 
     # -- scenarios -------------------------------------------------------------------------
@@ -196,8 +227,7 @@ class Bench:
         s = self.sizes
         workload = f"{s.s1_platforms} platforms × {s.s1_layers} layers × {human(s.s1_layer)} (incompressible)"
         self.log(f"1. large multi-arch: {workload}")
-        image = push_multiarch(self.pusher, "bench/multiarch", "v1", platforms=PLATFORMS[:s.s1_platforms],
-                               layers=[s.s1_layer] * s.s1_layers, seed="scenario1")
+        image = self.multiarch_image()
         ours, skopeo = self._pairs("s1", image, s.pairs)
         return _timing_result(1, "large multi-arch image", workload, image, ours, skopeo, target_ratio=0.8)
 
@@ -205,15 +235,14 @@ class Bench:
         s = self.sizes
         workload = f"1 platform × {s.s2_layers} layers × {human(s.s2_layer)}"
         self.log(f"2. many small layers: {workload}")
-        image, _ = push_image(self.pusher, "bench/small", "v1", layers=[s.s2_layer] * s.s2_layers, seed="scenario2")
+        image = self.small_image()
         ours, skopeo = self._pairs("s2", image, s.pairs)
         return _timing_result(2, "many small layers", workload, image, ours, skopeo, target_ratio=0.6)
 
     def scenario3(self) -> dict:
         """No-op re-import: the target already holds the image and the tag."""
         s = self.sizes
-        image = push_multiarch(self.pusher, "bench/noop", "v1", platforms=PLATFORMS[:s.s1_platforms],
-                               layers=[s.s2_layer] * s.s1_layers, seed="scenario3")
+        image = self.noop_image()
         workload = f"re-import of a complete {s.s1_platforms}-platform image ({image.blobs} blobs) into the same tag"
         self.log(f"3. no-op re-import: {workload}")
         with self.registry("target-noop") as tgt:

@@ -46,11 +46,14 @@ class Tools:
         self.skopeo_env = dict(base)
         self.ours_env = dict(base, IMPORT_PLAIN_HTTP_REGISTRIES="127.0.0.1", IMPORT_ALLOWED_PRIVATE_HOSTS="127.0.0.1")
 
-    def ours(self, source: str, target_registry: str, image: str, *, extra: tuple[str, ...] = ()) -> Run:
-        """`python -m importcore import --source SRC --name TARGET --image IMAGE --output json`."""
+    def ours(self, source: str, target_registry: str, image: str, *, extra: tuple[str, ...] = (),
+             root: Path = ROOT) -> Run:
+        """`python -m importcore import --source SRC --name TARGET --image IMAGE --output json`.
+
+        `root`: the checkout whose importcore runs (bench/ab.py compares two)."""
         argv = [self.python, "-m", "importcore", "import", "--source", source, "--name", target_registry,
                 "--image", image, "--output", "json", *extra]
-        run = run_command("ours", argv, self.ours_env, cwd=str(ROOT))
+        run = run_command("ours", argv, self.ours_env, cwd=str(root))
         _check(run, argv)
         return run
 

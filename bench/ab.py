@@ -1,0 +1,74 @@
+"""A/B two checkouts of importcore (or one against skopeo) on one workload, A B A B, fresh target each run.
+
+    .venv/bin/python bench/ab.py --a /work/main --b . --workload small --rtt 30
+    .venv/bin/python bench/ab.py --a . --b skopeo --workload noop --rtt 0
+
+Both sides run through the same proxies (scenario 7's WAN when --rtt > 0; counting only at 0), and copy
+from the same source registry. For deciding a change, not for BENCHMARKS.md: prints medians of wall
+and CPU time, requests, connections and requests in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.measure import median  # noqa: E402
+from bench.scenarios import FULL, SMOKE, Bench  # noqa: E402
+from bench.wan import _noop_target, proxied_run, traffic  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", required=True, help="checkout (a directory holding importcore/) or 'skopeo'")
+    parser.add_argument("--b", required=True, help="checkout or 'skopeo'")
+    parser.add_argument("--workload", choices=("small", "large", "noop"), default="small")
+    parser.add_argument("--rtt", type=float, default=30.0, help="round trip per request, ms (0: loopback)")
+    parser.add_argument("--connect-rtt", type=float, default=0.0, help="extra per new connection, ms")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="smoke sizes")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    work = Path(tempfile.mkdtemp(prefix="importer-ab-"))
+    bench = Bench(work, sizes, log=print)
+    sides = {"A": args.a, "B": args.b}
+    try:
+        image = {"small": bench.small_image, "large": bench.multiarch_image, "noop": bench.noop_image}[args.workload]()
+        rtt, connect = args.rtt / 1000, args.connect_rtt / 1000
+
+        def timed(side: str, i: int, **kw):
+            where = sides[side]
+            tool = "skopeo" if where == "skopeo" else side
+            root = ROOT if where == "skopeo" else Path(where).resolve()
+            return proxied_run(bench, tool, image, i, rtt=rtt, connect_rtt=connect, root=root, **kw)
+
+        if args.workload == "noop":
+            with _noop_target(bench, image) as tgt:
+                a, b = bench._pairs("ab", image, args.pairs, tools=("A", "B"), timed=lambda side, i: timed(
+                    side, i, target=tgt, target_repo="mirror/noop"))
+        else:
+            a, b = bench._pairs("ab", image, args.pairs, tools=("A", "B"), timed=timed)
+        for side, runs in (("A", a), ("B", b)):
+            counted = [traffic(r) for r in runs]
+            print(f"{side} ({sides[side]}): wall {median([r.wall for r in runs]):.3f} s "
+                  f"[{', '.join(f'{r.wall:.3f}' for r in sorted(runs, key=lambda r: r.wall))}]; "
+                  f"CPU {median([r.cpu for r in runs]):.3f} s; requests {median([c['requests'] for c in counted]):.0f}; "
+                  f"connections {median([c['connections'] for c in counted]):.0f}; in flight "
+                  f"{median([c['in_flight'] for c in counted]):.1f}; first request "
+                  f"{median([c['first_request_s'] or 0 for c in counted]) * 1000:.0f} ms")
+        print(f"B/A {median([r.wall for r in b]) / median([r.wall for r in a]):.3f}")
+    finally:
+        bench.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
