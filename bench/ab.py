@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-rtt", type=float, default=0.0, help="extra per new connection, ms")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="smoke sizes")
+    parser.add_argument("--timeline", action="store_true", help="print each side's last run, request by request")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     work = Path(tempfile.mkdtemp(prefix="importer-ab-"))
@@ -42,12 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image = {"small": bench.small_image, "large": bench.multiarch_image, "noop": bench.noop_image}[args.workload]()
         rtt, connect = args.rtt / 1000, args.connect_rtt / 1000
+        timelines: dict[str, list] = {}
 
         def timed(side: str, i: int, **kw):
             where = sides[side]
             tool = "skopeo" if where == "skopeo" else side
             root = ROOT if where == "skopeo" else Path(where).resolve()
-            return proxied_run(bench, tool, image, i, rtt=rtt, connect_rtt=connect, root=root, **kw)
+            timelines[side] = []
+            return proxied_run(bench, tool, image, i, rtt=rtt, connect_rtt=connect, root=root,
+                               timeline=timelines[side], **kw)
 
         if args.workload == "noop":
             with _noop_target(bench, image) as tgt:
@@ -63,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"connections {median([c['connections'] for c in counted]):.0f}; in flight "
                   f"{median([c['in_flight'] for c in counted]):.1f}; first request "
                   f"{median([c['first_request_s'] or 0 for c in counted]) * 1000:.0f} ms")
+        if args.timeline:
+            for side, rows in timelines.items():
+                print(f"--- {side}: request timeline of its last run (ms from process start)")
+                for start, end, kind in rows:
+                    print(f"{start * 1000:8.1f} {end * 1000:8.1f}  {kind}")
         print(f"B/A {median([r.wall for r in b]) / median([r.wall for r in a]):.3f}")
     finally:
         bench.close()

@@ -56,19 +56,20 @@ class _Stats:
         self.download_bytes = 0  # response bodies of blob GETs
         self.connections = 0  # client connections that sent a request
         self.tls_probes = 0  # connections that opened with a TLS ClientHello (closed, not charged)
-        self.spans: list[tuple[float, float]] = []  # (arrived, answered) per request, time.monotonic()
+        self.spans: list[tuple[float, float, str]] = []  # (arrived, answered, kind) per request, time.monotonic()
 
     def snapshot(self) -> dict:
         with self.lock:
             spans = sorted(self.spans)
             first = spans[0][0] if spans else None
-            last = max((end for _, end in spans), default=None)
-            busy = sum(end - start for start, end in spans)
+            last = max((end for _, end, _ in spans), default=None)
+            busy = sum(end - start for start, end, _ in spans)
             return {"requests": self.requests, "by_kind": dict(sorted(self.by_kind.items())),
                     "upload_bytes": self.upload_bytes, "download_bytes": self.download_bytes,
                     "blob_bytes": self.upload_bytes + self.download_bytes,
                     "connections": self.connections, "tls_probes": self.tls_probes,
-                    "first_request_at": first, "last_response_at": last, "request_seconds": busy}
+                    "first_request_at": first, "last_response_at": last, "request_seconds": busy,
+                    "timeline": spans}
 
     def reset(self) -> None:
         with self.lock:
@@ -166,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
         response.close()
         with stats.lock:
-            stats.spans.append((arrived, time.monotonic()))
+            stats.spans.append((arrived, time.monotonic(), kind))
             if method == "GET" and kind.endswith(" blob"):
                 stats.download_bytes += received
         if response.will_close:

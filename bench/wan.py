@@ -53,8 +53,12 @@ def traffic(run: Run) -> dict:
 
 
 def proxied_run(bench: Bench, tool: str, image: Image, i: int, *, rtt: float, connect_rtt: float,
-                target: RegistryServer | None = None, target_repo: str | None = None, root: Path = ROOT) -> Run:
-    """One run of `tool` (ours, skopeo; or A/B: ours from `root`) through new proxies, checked."""
+                target: RegistryServer | None = None, target_repo: str | None = None, root: Path = ROOT,
+                timeline: list | None = None) -> Run:
+    """One run of `tool` (ours, skopeo; or A/B: ours from `root`) through new proxies, checked.
+
+    `timeline`: a list that receives (start, end, "source|target kind") per request, relative to
+    the process start."""
     with (bench.registry("target") if target is None else _given(target)) as tgt:
         repo = target_repo or f"{image.repo}-{tool.lower()}-{i if i >= 0 else 'warmup'}"
         with CountingProxy(bench.source.host, rtt=rtt, connect_rtt=connect_rtt) as sp, \
@@ -67,7 +71,11 @@ def proxied_run(bench: Bench, tool: str, image: Image, i: int, *, rtt: float, co
                 else:
                     run = bench.tools.ours(src_ref, tp.host, dst_image, root=root)
                 run.extra.update(meter.stop(run))
-            run.extra["proxies"] = {"source": sp.stats(), "target": tp.stats()}
+            stats = {"source": sp.stats(), "target": tp.stats()}
+            if timeline is not None:
+                timeline.extend(sorted((a - run.extra["started"], b - run.extra["started"], f"{side} {kind}")
+                                       for side, st in stats.items() for a, b, kind in st["timeline"]))
+            run.extra["proxies"] = {side: {k: v for k, v in st.items() if k != "timeline"} for side, st in stats.items()}
         served = served_digest(tgt.host, repo, image.tag or image.digest)
         if served != image.digest:
             raise RuntimeError(f"{tool} run {i}: target serves {served}, the source is {image.digest}")

@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
-
-import stamina
 
 from ..values.errors import ImporterError, RegistryError
 
@@ -32,6 +30,8 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     value = value.strip()
     if value.isascii() and value.isdigit():  # str.isdigit() is also true for '¹' and '٣'
         return float(value)
+    from email.utils import parsedate_to_datetime  # rare: most registries send seconds
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -76,8 +76,49 @@ class _Once(contextlib.nullcontext):
     num = 1
 
 
+class _First:
+    """A unit's first try, without stamina. Most requests succeed at once, and importing stamina
+    (with tenacity) is a sixth of a CLI run's start-up; a retryable failure is kept here and handed
+    to stamina, which decides and waits as if it had made the try itself."""
+
+    num = 1
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.started = time.monotonic()
+
+    def __enter__(self) -> _First:
+        _scope.depth = getattr(_scope, "depth", 0) + 1
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        _scope.depth -= 1
+        if isinstance(exc, Exception) and _hook(exc) is not False:
+            self.error = exc
+            return True
+        return False
+
+
+def _attempts(attempts: int, timeout: float) -> Iterator:
+    first = _First()
+    yield first
+    if first.error is None:
+        return
+    import stamina
+
+    left = max(timeout - (time.monotonic() - first.started), 0.001)
+    retrying = stamina.retry_context(on=_hook, attempts=attempts, timeout=left, wait_initial=0.2, wait_max=10.0,
+                                     wait_jitter=0.5)
+    for n, attempt in enumerate(retrying):
+        if n == 0:
+            with attempt:  # stamina's first attempt is the one already made: its verdict, its wait
+                raise first.error
+            continue
+        yield _Scoped(attempt)
+
+
 def attempts(*, attempts: int = ATTEMPTS, timeout: float = TOTAL_SECONDS) -> Iterator:
-    """`for attempt in attempts(): with attempt: ...` — exponential backoff with jitter.
+    """`for attempt in attempts(): with attempt: ...` — exponential backoff with jitter (stamina).
 
     Inside an attempt of another `attempts()` loop on the same thread (a request made while a blob
     transfer is being tried) this yields one try only: the enclosing unit is what gets retried, so a
@@ -85,5 +126,4 @@ def attempts(*, attempts: int = ATTEMPTS, timeout: float = TOTAL_SECONDS) -> Ite
     """
     if getattr(_scope, "depth", 0):
         return iter([_Once()])
-    return (_Scoped(a) for a in stamina.retry_context(on=_hook, attempts=attempts, timeout=timeout,
-                                                      wait_initial=0.2, wait_max=10.0, wait_jitter=0.5))
+    return _attempts(attempts, timeout)
