@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import Enum
@@ -69,9 +70,13 @@ class _Session:
 
 def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, target: RegistryClient,
               target_repo: str, mount_from: str | None, on_bytes: Callable[[int], None] = lambda n: None,
-              on_session: SessionHook = lambda repo, loc: None) -> BlobOutcome:
+              on_session: SessionHook = lambda repo, loc: None, reads: Executor | None = None) -> BlobOutcome:
     """Copy one blob into target_repo; `mount_from` is a repository of the target registry that
-    holds it (or may: a guess costs nothing, a mount that finds nothing opens the upload)."""
+    holds it (or may: a guess costs nothing, a mount that finds nothing opens the upload).
+
+    With `reads`, the download starts there while this thread sends the POST that opens the upload
+    (or mounts): one round trip per blob instead of two. A small blob is read whole meanwhile, a large
+    one only up to its response headers; either is dropped if the POST mounts the blob."""
     if blob.size <= SMALL_BLOB:
         # A small blob gets no HEAD: a round trip costs about what its bytes do. The POST that opens
         # its upload asks for a mount instead, from `mount_from` or else from target_repo itself, and
@@ -84,7 +89,7 @@ def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, tar
         # whose tag list still says NAME_UNKNOWN, and redelivery must skip them.
         on_bytes(0)
         return BlobOutcome.SKIPPED
-    transfer = _Transfer(blob, source, source_repo, target, target_repo, on_bytes, on_session)
+    transfer = _Transfer(blob, source, source_repo, target, target_repo, on_bytes, on_session, reads)
     session = transfer.new_session()
     try:
         for attempt in attempts():
@@ -109,10 +114,12 @@ def copy_blob(blob: Descriptor, *, source: RegistryClient, source_repo: str, tar
 
 class _Transfer:
     def __init__(self, blob: Descriptor, source: RegistryClient, source_repo: str, target: RegistryClient,
-                 target_repo: str, on_bytes: Callable[[int], None], on_session: SessionHook) -> None:
+                 target_repo: str, on_bytes: Callable[[int], None], on_session: SessionHook,
+                 reads: Executor | None = None) -> None:
         self.blob, self.source, self.source_repo = blob, source, source_repo
         self.target, self.target_repo = target, target_repo
         self.on_bytes, self.on_session = on_bytes, on_session
+        self.reads = reads
         self.algorithm = blob.digest.partition(":")[0]
         self.what = f"blob {blob.digest} from {source.registry}/{source_repo}"
         self.upload_what = f"upload of blob {blob.digest} to {target.registry}/{target_repo}"
@@ -124,47 +131,80 @@ class _Transfer:
         if session.location is not None:
             self._check_resumable(session)
         small = self.blob.size <= SMALL_BLOB and not session.complete and session.offset == 0
-        if session.location is None and mount_from is not None:
-            mounted, location = self._mount(mount_from)
-            if mounted:
-                return BlobOutcome.SKIPPED if mount_from == self.target_repo else BlobOutcome.MOUNTED
-            if location is not None and small:
-                return self._small(session, location)
-            if location is not None:
-                self._opened(session, location)
-        if small:
-            return self._small(session)
-        if not session.complete:
-            feed = _Feed(self, session.offset, session.hasher.copy())
-            try:
-                feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
-                if session.location is None:
-                    self._opened(session, self.target.upload_start(self.target_repo))
-                try:
-                    location, held = self.target.upload_patch(session.location, self.target_repo, feed,
-                                                              self.upload_what)
-                except RegistryError as exc:
-                    if not session.offset or exc.retryable:
-                        raise
-                    # Not every registry takes a second streamed PATCH (go-containerregistry's refuses
-                    # "stream uploads after first write"; ECR wants 5 MiB parts): start over instead.
-                    self.cancel(session)
-                    raise TransportError(f"{self.upload_what}: the registry would not continue the upload "
-                                         f"({exc.status}); starting it over") from None
-            finally:
-                feed.close()
-            # The PATCH completed: the session holds exactly what the body yielded.
-            session.offset, session.hasher, session.complete = feed.sent, feed.hasher, feed.complete
-            self._opened(session, location)
-            if held is not None and feed.sent and held != feed.sent:
-                raise TransportError(f"{self.upload_what}: the registry holds {held} bytes of the upload, "
-                                     f"{feed.sent} were sent")
-            if feed.failure is not None:
-                raise feed.failure
-        self.target.upload_commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
+        # A fresh session: the download starts now, beside the POST below (copy_blob's `reads`).
+        early: Future[Any] | None = None
+        if session.location is None and self.reads is not None:
+            early = self.reads.submit(self._read_whole if small else self._open_feed)
+        try:
+            if session.location is None and mount_from is not None:
+                mounted, location = self._mount(mount_from)
+                if mounted:
+                    return BlobOutcome.SKIPPED if mount_from == self.target_repo else BlobOutcome.MOUNTED
+                if location is not None and small:
+                    return self._small(session, location, early)
+                if location is not None:
+                    self._opened(session, location)
+            if small:
+                return self._small(session, early=early)
+            if not session.complete:
+                self._stream(session, early)
+            self.target.upload_commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
+        finally:
+            if early is not None:
+                early.add_done_callback(_close_unused)
         session.location = None
         self.on_session(self.target_repo, None)
         return BlobOutcome.COPIED
+
+    def _stream(self, session: _Session, early: Future[Any] | None) -> None:
+        """The source's bytes into the session in one PATCH, from where the session stands."""
+        if early is not None:
+            if session.location is None:
+                self._opened(session, self.target.upload_start(self.target_repo))  # while the GET is out
+            feed = early.result()
+        else:
+            feed = _Feed(self, session.offset, session.hasher.copy())
+        try:
+            if early is None:
+                feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
+                if session.location is None:
+                    self._opened(session, self.target.upload_start(self.target_repo))
+            try:
+                location, held = self.target.upload_patch(session.location, self.target_repo, feed,
+                                                          self.upload_what)
+            except RegistryError as exc:
+                if not session.offset or exc.retryable:
+                    raise
+                # Not every registry takes a second streamed PATCH (go-containerregistry's refuses
+                # "stream uploads after first write"; ECR wants 5 MiB parts): start over instead.
+                self.cancel(session)
+                raise TransportError(f"{self.upload_what}: the registry would not continue the upload "
+                                     f"({exc.status}); starting it over") from None
+        finally:
+            feed.close()
+        # The PATCH completed: the session holds exactly what the body yielded.
+        session.offset, session.hasher, session.complete = feed.sent, feed.hasher, feed.complete
+        self._opened(session, location)
+        if held is not None and feed.sent and held != feed.sent:
+            raise TransportError(f"{self.upload_what}: the registry holds {held} bytes of the upload, "
+                                 f"{feed.sent} were sent")
+        if feed.failure is not None:
+            raise feed.failure
+
+    def _open_feed(self) -> _Feed:
+        """A large blob's download from its first byte, opened up to its response headers."""
+        feed = _Feed(self, 0, self.new_session().hasher)
+        feed.connect()
+        return feed
+
+    def _read_whole(self) -> bytes:
+        """A small blob's bytes, read and verified (progress is reported by the one who uses them)."""
+        feed = _Feed(self, 0, self.new_session().hasher, report=False)
+        feed.connect()
+        body = b"".join(feed)
+        if feed.failure is not None:
+            raise feed.failure
+        return body
 
     def _mount(self, mount_from: str) -> tuple[bool, httpx.URL | None]:
         """(mounted, the upload Location a mount that found nothing opened)."""
@@ -178,20 +218,22 @@ class _Transfer:
             return False, None
         return location is None, location
 
-    def _small(self, session: _Session, opened: httpx.URL | None = None) -> BlobOutcome:
+    def _small(self, session: _Session, opened: httpx.URL | None = None,
+               early: Future[Any] | None = None) -> BlobOutcome:
         """Read and verify the whole blob, then POST + one PUT with it (see SMALL_BLOB).
 
-        `opened` is a session the mount request opened. Neither it nor one opened here is recorded:
-        the PUT carries every byte at once, so a crash in between leaves at most an empty session,
-        which the registry's upload purger removes. A failed read or PUT cancels it."""
-        feed = _Feed(self, 0, session.hasher.copy())
+        `opened` is a session the mount request opened; `early` the read already under way. Neither
+        session is recorded: the PUT carries every byte at once, so a crash in between leaves at most
+        an empty session, which the registry's upload purger removes. A failed read or PUT cancels it."""
         location = opened
         try:
-            feed.connect()
-            body = b"".join(feed)
-            if feed.failure is not None:
-                raise feed.failure
-            location = location or session.location or self.target.upload_start(self.target_repo)
+            if early is None:
+                body = self._read_whole()
+                location = location or session.location or self.target.upload_start(self.target_repo)
+            else:
+                location = location or session.location or self.target.upload_start(self.target_repo)
+                body = early.result()
+            self.on_bytes(len(body))
             self.target.upload_commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
         except ImporterError:
             if location is not None and location is not session.location:
@@ -233,8 +275,9 @@ class _Feed:
     PATCH is a complete request and the session stays usable (see the module docstring).
     """
 
-    def __init__(self, transfer: _Transfer, start: int, hasher: Any) -> None:
+    def __init__(self, transfer: _Transfer, start: int, hasher: Any, *, report: bool = True) -> None:
         self.t = transfer
+        self.report = report  # on_bytes per chunk
         self.sent = start  # bytes yielded to the upload, counting those of earlier attempts
         self.hasher = hasher  # the hash of exactly those bytes
         self.complete = False
@@ -317,7 +360,8 @@ class _Feed:
                     fresh += len(chunk)
                     yield chunk
                     self.sent = end
-                    t.on_bytes(len(chunk))
+                    if self.report:
+                        t.on_bytes(len(chunk))
             except httpx.HTTPError as exc:
                 # Reset, timeout, EOF before Content-Length. Resume only after progress: a source that
                 # breaks before sending anything new is left to the attempt's backoff.
@@ -336,6 +380,12 @@ class _Feed:
             raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
                                  f"{t.algorithm}:{self.hasher.hexdigest()}", target=t.blob.digest)
         self.complete = True
+
+
+def _close_unused(done: Future) -> None:
+    """An early download nobody read (the POST mounted the blob, or failed): let its connection go."""
+    if not done.cancelled() and done.exception() is None and isinstance(done.result(), _Feed):
+        done.result().close()
 
 
 def _range_start(content_range: str) -> int | None:

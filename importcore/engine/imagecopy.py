@@ -10,24 +10,37 @@ blob the target already has (issue 4, "host timeouts").
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
 from ..observe import telemetry
-from .blobcopy import BlobOutcome, copy_blob
+from .blobcopy import SMALL_BLOB, BlobOutcome, copy_blob
 from ..values.errors import ConflictError, ImporterError
-from ..values.media import Platform
+from ..values.media import Descriptor, Platform
 from .plan import Limits, Plan, plan_import
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
 
-__all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "run_import"]
+__all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "connections_for", "run_import"]
+
+# Of the blobs in flight (CopyOptions.concurrency), at most this many large ones (> SMALL_BLOB): they
+# share one link and the registries' CPU (bench/ scenario 1: 2 to 8 at once within noise), while small
+# blobs are round trips more than bytes, and want many in flight over a WAN (bench/ scenario 7).
+LARGE_AT_ONCE = 4
+
+
+def connections_for(concurrency: int) -> int:
+    """Connections an import keeps open at most: each blob in flight may hold one to the source and
+    one to the target at once (its download streaming into its upload)."""
+    return 2 * concurrency
 
 
 class DeadlineReached(ImporterError):
@@ -46,7 +59,7 @@ class CopyOptions:
     platform: Platform | None = None
     copy_foreign: bool = False
     limits: Limits = Limits()
-    concurrency: int = 4
+    concurrency: int = 16
 
 
 @dataclass
@@ -87,6 +100,7 @@ class ImportResult:
 
 
 SessionHook = Callable[[str, "httpx.URL | None"], None]
+T = TypeVar("T")
 
 
 def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],
@@ -99,44 +113,61 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
     progress = Progress()
     on_progress(progress)
     result = ImportResult(repositories=sorted({t.repository for t in targets}))
-    # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
-    if options.platform is None:
-        resolved = source.manifest_head(ref.repository, ref.ref)
-        if resolved is not None and _all_present(target, targets, resolved[0]):
-            result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
-            result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
-            result.seconds = time.monotonic() - started
-            progress.phase = "done"
-            on_progress(progress)
-            return result
-        if resolved is not None and ref.digest is None and resolved[0].startswith("sha256:"):
-            # Fetch what the HEAD named, by digest: the bytes are then verified against it, and a tag
-            # moved in between cannot make the NoForce check and the copy disagree.
-            ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
-    with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="blob") as pool:
+    workers = max(1, options.concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob") as pool, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as reads:
+        # The target tags' HEADs go out with the source's: a no-op costs one round trip, and the
+        # NoForce check below reads the same answers.
+        tagged = [t for t in targets if t.tag]
+        heads = {(t.repository, t.tag): _submit(pool, target.manifest_head, t.repository, t.tag, push=True)
+                 for t in tagged} if options.platform is None or not options.force else {}
+        # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
+        if options.platform is None:
+            resolved = source.manifest_head(ref.repository, ref.ref)
+            if resolved is not None and _all_present(target, targets, resolved[0], heads):
+                result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
+                result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
+                result.seconds = time.monotonic() - started
+                progress.phase = "done"
+                on_progress(progress)
+                return result
+            if resolved is not None and ref.digest is None and resolved[0].startswith("sha256:"):
+                # Fetch what the HEAD named, by digest: the bytes are then verified against it, and a tag
+                # moved in between cannot make the NoForce check and the copy disagree.
+                ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
+        # Whether a target repository holds the image already (untagged, or under another tag) is
+        # asked while the source's manifests are fetched, when the top digest is known by now.
+        held = {repo: _submit(pool, target.manifest_head, repo, ref.digest, push=True)
+                for repo in result.repositories} if options.platform is None and ref.digest else {}
         plan = plan_import(source, ref, platform=options.platform, limits=options.limits,
                            copy_foreign=options.copy_foreign, pool=pool)
         result.digest, result.media_type = plan.top.digest, plan.top.media_type
         result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
         if not options.force:
-            _check_no_conflict(target, targets, plan.top.digest)
+            _check_no_conflict(target, targets, plan.top.digest, heads)
         progress.phase = "copying"
         progress.blobs_total = len(plan.blobs) * len(result.repositories)
         progress.bytes_total = plan.total_bytes * len(result.repositories)
         on_progress(progress)
         first_repo: str | None = None
         for repo in result.repositories:
-            if target.manifest_head(repo, plan.top.digest, push=True) is None:
+            present = held[repo].result() if repo in held and plan.top.digest == ref.digest else \
+                target.manifest_head(repo, plan.top.digest, push=True)
+            if present is None:
                 # Same registry: mount from the source. Otherwise the target may still hold the blobs
                 # under the source's path from an earlier default-target import; a mount from a
                 # repository without the blob just opens the upload (distribution-spec "Mounting a
                 # blob from another repository": 202), so the guess costs no extra request.
                 mount_from = first_repo or (ref.repository if ref.repository != repo else None)
+                # A download started with the upload's POST saves a round trip per blob, and is wasted
+                # when the POST mounts the blob: likely from a repository this import just filled, or
+                # when source and target are one registry.
+                early = first_repo is None and source.registry != target.registry
                 _copy_blobs(plan, repo, mount_from, source=source, target=target, pool=pool, result=result,
-                            progress=progress, on_progress=on_progress, on_session=on_session, deadline=deadline)
+                            progress=progress, on_progress=on_progress, on_session=on_session, deadline=deadline,
+                            concurrency=workers, reads=reads if early else None)
                 *children, top = plan.manifests
-                for manifest in children:
-                    target.manifest_put(repo, manifest.digest, manifest)
+                _put_manifests(pool, target, repo, children)
                 if not any(t.tag for t in targets if t.repository == repo):
                     target.manifest_put(repo, top.digest, top)  # untagged: by digest only
             else:
@@ -144,34 +175,58 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
             first_repo = first_repo or repo
         progress.phase = "tagging"
         on_progress(progress)
-        for spec in targets:
-            if spec.tag:
-                target.manifest_put(spec.repository, spec.tag, plan.top)
-                result.tags.append(f"{spec.repository}:{spec.tag}")
+        tags = [spec for spec in targets if spec.tag]
+        for spec, future in [(spec, _submit(pool, target.manifest_put, spec.repository, spec.tag, plan.top))
+                             for spec in tags]:
+            future.result()
+            result.tags.append(f"{spec.repository}:{spec.tag}")
     progress.phase = "done"
     on_progress(progress)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str) -> bool:
+def _submit(pool: ThreadPoolExecutor, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
+    """fn(*args, **kwargs) on the pool, in a copy of this context (the job id of log records and the
+    import's span follow the work into the pool's threads)."""
+    return pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+Heads = dict[tuple[str, str | None], "Future[tuple[str, str, int] | None]"]
+
+
+def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str, heads: Heads) -> bool:
     for spec in targets:
-        found = target.manifest_head(spec.repository, spec.tag or digest, push=True)
+        asked = heads.get((spec.repository, spec.tag)) if spec.tag else None
+        found = asked.result() if asked is not None else \
+            target.manifest_head(spec.repository, spec.tag or digest, push=True)
         if found is None or found[0] != digest:
             return False
     return True
 
 
-def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest: str) -> None:
+def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest: str, heads: Heads) -> None:
     """NoForce: fail before copying anything if a target tag already points elsewhere."""
     for spec in targets:
         if not spec.tag:
             continue
-        found = target.manifest_head(spec.repository, spec.tag, push=True)
+        asked = heads.get((spec.repository, spec.tag))
+        found = asked.result() if asked is not None else target.manifest_head(spec.repository, spec.tag, push=True)
         if found is not None and found[0] != digest:
             raise ConflictError(
                 f"target tag {target.registry}/{spec.repository}:{spec.tag} already exists with digest {found[0]} "
                 f"(importing {digest}); use --force (mode Force) to overwrite it", target=str(spec))
+
+
+def _put_manifests(pool: ThreadPoolExecutor, target: RegistryClient, repo: str, manifests: list) -> None:
+    """PUT child manifests by digest (children before parents in `manifests`): the image manifests all
+    at once, then any nested indexes in order, each after the manifests it lists."""
+    images = [m for m in manifests if not m.is_index]
+    for future in [_submit(pool, target.manifest_put, repo, m.digest, m) for m in images]:
+        future.result()
+    for manifest in manifests:
+        if manifest.is_index:
+            target.manifest_put(repo, manifest.digest, manifest)
 
 
 class _NotStarted(Exception):
@@ -180,7 +235,12 @@ class _NotStarted(Exception):
 
 def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: RegistryClient, target: RegistryClient,
                 pool: ThreadPoolExecutor, result: ImportResult, progress: Progress,
-                on_progress: Callable[[Progress], None], on_session: SessionHook, deadline: float | None) -> None:
+                on_progress: Callable[[Progress], None], on_session: SessionHook, deadline: float | None,
+                concurrency: int = 1, reads: ThreadPoolExecutor | None = None) -> None:
+    """`pool` runs `concurrency` blobs at once, at most LARGE_AT_ONCE of them large; with `reads`,
+    downloads start beside the upload POSTs (blobcopy.copy_blob)."""
+    large_at_once = max(1, min(concurrency, LARGE_AT_ONCE))
+    gate = threading.BoundedSemaphore(large_at_once)
     lock = threading.Lock()
 
     def on_bytes(n: int) -> None:
@@ -191,16 +251,20 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
     failed = threading.Event()
 
     def one(blob_digest: str) -> None:
+        blob = plan.blobs[blob_digest]
+        with gate if blob.size > SMALL_BLOB else contextlib.nullcontext():
+            transfer(blob)
+
+    def transfer(blob: Descriptor) -> None:
         if failed.is_set():
             raise _NotStarted  # a blob failed for good: the import fails, more transfers would be waste
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineReached("not started")  # replaced below by one error naming the progress
-        blob = plan.blobs[blob_digest]
         try:
             with telemetry.span("blob", digest=blob.digest, size=blob.size, repository=repo) as span:
                 outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
                                     target_repo=repo, mount_from=mount_from, on_bytes=on_bytes,
-                                    on_session=on_session)
+                                    on_session=on_session, reads=reads)
                 if span is not None:
                     span.set_attribute("outcome", outcome.value)
         except BaseException:
@@ -219,11 +283,12 @@ def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: Regist
                 progress.bytes_done += blob.size
         on_progress(progress)
 
-    # Largest first: the long transfers start early and the small ones fill the gaps.
-    order = sorted(plan.blobs, key=lambda d: -plan.blobs[d].size)
-    # Each task runs in a copy of this context: the job id (log records) and the import's span
-    # (the parent of the blob spans) follow the work into the pool's threads.
-    futures = [pool.submit(contextvars.copy_context().run, one, digest) for digest in order]
+    # Largest first: the long transfers start early, the small ones (configs too) at once beside them,
+    # and the large ones beyond LARGE_AT_ONCE after them (waiting at the gate then holds no small one up).
+    by_size = sorted(plan.blobs, key=lambda d: -plan.blobs[d].size)
+    large = [d for d in by_size if plan.blobs[d].size > SMALL_BLOB]
+    order = large[:large_at_once] + [d for d in by_size if plan.blobs[d].size <= SMALL_BLOB] + large[large_at_once:]
+    futures = [_submit(pool, one, digest) for digest in order]
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for future in pending:
         future.cancel()

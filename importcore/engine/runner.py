@@ -13,7 +13,7 @@ from ..auth import Credential, load_credential
 from ..auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
 from ..auth.identity import StaticTokenCredential
 from ..auth.identity import app_identity as _identity
-from .imagecopy import CopyOptions, ImportResult, Progress, SessionHook, run_import
+from .imagecopy import CopyOptions, ImportResult, Progress, SessionHook, connections_for, run_import
 from ..values.errors import HostNotAllowed, ImporterError
 from ..net.hostpolicy import HostPolicy
 from .plan import Limits
@@ -62,7 +62,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
     `deadline` (time.monotonic()): start no blob transfer after it (run_import)."""
     policy = policy_for(settings, request.target_registry)
     own = http is None
-    http = http or make_http_client(policy, max_connections=4 * settings.blob_concurrency)
+    http = http or make_http_client(policy, max_connections=connections_for(settings.blob_concurrency))
     secrets: list[str] = list(request.credential.secrets) if request.credential else []
     try:
         if request.source_resource_id:

@@ -64,7 +64,7 @@ class Settings:
     auth_file: Path = Path("~/.docker/config.json")
     max_manifests: int = 50
     max_layer_bytes_public: int = 2 * GiB
-    blob_concurrency: int = 4
+    blob_concurrency: int = 16
     queue_name: str = "imports"
     jobs_table: str = "importjobs"
     credential_key: str | None = None
@@ -92,7 +92,7 @@ class Settings:
             auth_file=_auth_file(env),
             max_manifests=_int(env, "IMPORT_MAX_MANIFESTS", 50),
             max_layer_bytes_public=_int(env, "IMPORT_MAX_LAYER_BYTES_PUBLIC", 2 * GiB),
-            blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 4),
+            blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 16),
             queue_name=env.get("IMPORT_QUEUE") or "imports",
             jobs_table=env.get("IMPORT_JOBS_TABLE") or "importjobs",
             credential_key=env.get("IMPORT_CREDENTIAL_KEY") or None,
