@@ -1,4 +1,4 @@
-"""Fault injection (issue 4): a proxy in front of a real Distribution registry breaks chosen requests;
+"""Fault injection: a proxy in front of a real Distribution registry breaks chosen requests;
 every import still ends byte-identical (skopeo reads the digest back), or fails once, clearly, with
 nothing tagged. Request counts prove the bounds: no retry storms, no replayed downloads.
 

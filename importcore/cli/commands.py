@@ -95,14 +95,10 @@ def _text(result: ImportResult, request: ImportRequest) -> str:
             f"{result.bytes} bytes in {result.seconds:.2f}s")
 
 
-# DESIGN.md's --output json contract, exactly: scripts parse these keys. ImportResult.to_dict()
-# carries more (repositories, timings) for the job record; the CLI prints only the contract.
-_JSON_KEYS = ("digest", "mediaType", "tags", "manifests", "blobs", "bytes")
-
-
 def _json(result: ImportResult) -> str:
-    data = result.to_dict()
-    return json.dumps({key: data[key] for key in _JSON_KEYS})
+    # The object README.md documents under "--output json" (scripts parse it): the same keys, in the
+    # same order, as a job's `result` in GET /api/imports/{id}.
+    return json.dumps(result.to_dict())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ manifests by digest, the top manifest, and only then the tags.
 
 With a `deadline` (the function host's timeout, less a margin) no blob transfer starts after it:
 the blobs in flight finish, then DeadlineReached says "retry me", and the next attempt skips every
-blob the target already has (issue 4, "host timeouts").
+blob the target already has.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
     if options.platform is None:
         resolved = source.manifest_head(ref.repository, ref.ref)
         if resolved is not None and _all_present(target, targets, resolved[0]):
-            result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
+            _count_present(target, resolved[0], options, result)
             result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
             result.seconds = time.monotonic() - started
             progress.phase = "done"
@@ -152,6 +152,19 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
     on_progress(progress)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _count_present(target: RegistryClient, digest: str, options: CopyOptions, result: ImportResult) -> None:
+    """Nothing to copy: count the image as it is, walking its manifests in the target (which holds them
+    all, each verified by digest), so a re-import still reports true counts yet costs the source HEADs only."""
+    # The target is trusted and nothing is transferred: the manifest limit still bounds the walk, the
+    # public layer-size limit (a limit on transfers) does not apply.
+    limits = Limits(max_manifests=options.limits.max_manifests)
+    plan = plan_import(target, Reference(target.registry, result.repositories[0], None, digest), platform=None,
+                       limits=limits, copy_foreign=options.copy_foreign)
+    result.digest, result.media_type = plan.top.digest, plan.top.media_type
+    result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
+    result.skipped = len(plan.blobs) * len(result.repositories)
 
 
 def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str) -> bool:

@@ -73,7 +73,7 @@ class Settings:
     job_ttl_days: int = 7
     retry_base_seconds: int = 30
     # host.json functionTimeout (10 min); the worker starts no blob transfer in the last margin
-    # seconds and re-schedules the job rather than be cut off by the host (issue 4).
+    # seconds and re-schedules the job rather than be cut off by the host.
     function_timeout_seconds: int = 600
     deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
