@@ -64,7 +64,7 @@ def sweep_imports(timer: func.TimerRequest) -> None:
 def eventgrid_events(req: func.HttpRequest) -> func.HttpResponse:
     intake = service().intake
     if req.method == "OPTIONS":
-        return _http(intake.handshake(dict(req.headers)))
+        return _http(intake.handshake(dict(req.headers), dict(req.params)))
     return _http(intake.eventgrid(req.get_body(), dict(req.headers), dict(req.params)))
 
 

@@ -79,7 +79,7 @@ def test_eventgrid_validation_handshake_and_push(app_host_factory, source_regist
     assert r.status_code == 200
     assert r.json() == {"validationResponse": validation[0]["data"]["validationCode"]}
 
-    r = app.http.options("/api/events", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    r = app.http.options(f"/api/events?token={SECRET}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
     assert r.status_code == 200 and r.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
 
     with Pusher(source_registry) as pusher:
@@ -120,6 +120,29 @@ def test_unauthenticated_deliveries_are_refused_and_nothing_is_queued(app_host_f
     assert r.status_code == expected, r.text
     assert set(r.json()["error"]) >= {"code", "message"}
     assert app.peek() == [] and jobs_in(app) == []
+
+
+@pytest.mark.parametrize("query", ["", "?token=wrong-token-0123456789", f"?token={SECRET[:-1]}"],
+                         ids=["missing", "wrong", "truncated"])
+def test_cloudevents_handshake_needs_the_secret_too(app_host_factory, source_registry, tmp_path, query):
+    """The OPTIONS handshake subscribes the endpoint: without the secret it is refused like a delivery."""
+    app = app_host_factory(**events_env(tmp_path, source_registry.host))
+    r = app.http.options(f"/api/events{query}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert r.status_code == 401, r.text
+    assert "webhook-allowed-origin" not in r.headers
+    assert r.json()["error"]["code"] == "Unauthorized" and SECRET not in r.text
+    ok = app.http.options("/api/events", headers={"WebHook-Request-Origin": "eventgrid.azure.net",
+                                                  "X-Webhook-Secret": SECRET})  # the header works as for deliveries
+    assert ok.status_code == 200 and ok.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+
+
+def test_cloudevents_handshake_is_refused_when_no_secret_is_configured(app_host_factory, source_registry, tmp_path):
+    env = events_env(tmp_path, source_registry.host)
+    del env["IMPORT_EVENTGRID_SECRET"]
+    app = app_host_factory(**env)
+    r = app.http.options(f"/api/events?token={SECRET}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert r.status_code == 401 and "webhook-allowed-origin" not in r.headers
+    assert "IMPORT_EVENTGRID_SECRET" in r.json()["error"]["message"]
 
 
 def test_malformed_and_unmatched_deliveries(app_host_factory, source_registry, tmp_path):
