@@ -1,7 +1,9 @@
 """The Azure Functions app (Python v2 model): thin handlers over importcore.service.
 
-Each handler decodes its input, calls the service, encodes the result. Queue names and the
-schedule come from app settings (%IMPORT_QUEUE%, %IMPORT_TIMER_SCHEDULE%).
+Each handler decodes its input, calls the service, encodes the result. The queue and the timer
+schedule are bound to Settings' values (IMPORT_QUEUE, IMPORT_TIMER_SCHEDULE, each with a default),
+not to %SETTING% expressions: the worker indexes this module with the app settings in its
+environment, so the defaults README.md documents hold for the host exactly as for the service.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import azure.functions as func
 
 from importcore.observe import telemetry
 from importcore.service import ImportService, Reply
+from importcore.values.settings import Settings
 
 telemetry.configure()  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 telemetry.install_job_filter()  # every log line of an import names its job
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
+SETTINGS = Settings.from_env()  # what the bindings below are indexed with
 
 
 @cache
@@ -41,19 +45,19 @@ def get_import(req: func.HttpRequest) -> func.HttpResponse:
     return _http(service().status(req.route_params.get("id", "")))
 
 
-@app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%", connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=SETTINGS.queue_name, connection="AzureWebJobsStorage")
 def run_import(msg: func.QueueMessage) -> None:
     outcome = service().process(msg.get_body().decode("utf-8", "replace"),
                                 dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
     logging.info("import message %s: %s", msg.id, outcome)
 
 
-@app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%-poison", connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=f"{SETTINGS.queue_name}-poison", connection="AzureWebJobsStorage")
 def poisoned_import(msg: func.QueueMessage) -> None:
     service().poisoned(msg.get_body().decode("utf-8", "replace"))
 
 
-@app.timer_trigger(arg_name="timer", schedule="%IMPORT_TIMER_SCHEDULE%", run_on_startup=False, use_monitor=False)
+@app.timer_trigger(arg_name="timer", schedule=SETTINGS.timer_schedule, run_on_startup=False, use_monitor=False)
 def sweep_imports(timer: func.TimerRequest) -> None:
     service().sweep()
 

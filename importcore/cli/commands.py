@@ -107,8 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .. import devhost  # the local Functions host is a shell too; imported only when asked
 
-        devhost.serve(port=args.port)
-        return 0
+        return devhost.run(port=args.port)
     from ..engine.runner import execute
 
     try:

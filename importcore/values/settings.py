@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from .errors import UsageError
 __all__ = ["Settings"]
 
 GiB = 1024**3
+DEFAULT_TIMER_SCHEDULE = "0 */1 * * * *"  # every minute, on the minute
+_TIMESPAN = re.compile(r"(?:\d+\.)?\d+:\d+(?::\d+(?:\.\d+)?)?")
 DEFAULT_PUBLIC_REGISTRIES = (
     "docker.io", "mcr.microsoft.com", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws",
     "nvcr.io", "registry.gitlab.com",
@@ -44,6 +47,18 @@ def _auth_file(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
 
 
+def _schedule(env: Mapping[str, str]) -> str:
+    # The timer binding's schedule. Only its shape is checked here (the host parses it fully), so a
+    # typo names this setting rather than surfacing as a binding error.
+    value = (env.get("IMPORT_TIMER_SCHEDULE") or "").strip()
+    if not value:
+        return DEFAULT_TIMER_SCHEDULE
+    if len(value.split()) not in (5, 6) and not _TIMESPAN.fullmatch(value):
+        raise UsageError(f"setting IMPORT_TIMER_SCHEDULE={value[:60]!r} is not an NCRONTAB expression "
+                         "('second minute hour day month day-of-week', e.g. '0 */1 * * * *') or a TimeSpan")
+    return value
+
+
 def _deadline_margin(env: Mapping[str, str]) -> int:
     margin = _int(env, "IMPORT_DEADLINE_MARGIN_SECONDS", 60, minimum=0)
     timeout = _int(env, "IMPORT_FUNCTION_TIMEOUT_SECONDS", 600)
@@ -65,8 +80,9 @@ class Settings:
     max_manifests: int = 50
     max_layer_bytes_public: int = 2 * GiB
     blob_concurrency: int = 4
-    queue_name: str = "imports"
+    queue_name: str = "imports"  # function_app.py binds its queue triggers to this and <name>-poison
     jobs_table: str = "importjobs"
+    timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # function_app.py binds the sweep timer to this
     credential_key: str | None = None
     max_attempts: int = 5
     lease_seconds: int = 600
@@ -95,6 +111,7 @@ class Settings:
             blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 4),
             queue_name=env.get("IMPORT_QUEUE") or "imports",
             jobs_table=env.get("IMPORT_JOBS_TABLE") or "importjobs",
+            timer_schedule=_schedule(env),
             credential_key=env.get("IMPORT_CREDENTIAL_KEY") or None,
             max_attempts=_int(env, "IMPORT_MAX_ATTEMPTS", 5),
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
