@@ -4,9 +4,11 @@ webhook deliveries through the real function_app on the local host, against Azur
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.images import Pusher, push_index
@@ -143,6 +145,43 @@ def test_cloudevents_handshake_is_refused_when_no_secret_is_configured(app_host_
     r = app.http.options(f"/api/events?token={SECRET}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
     assert r.status_code == 401 and "webhook-allowed-origin" not in r.headers
     assert "IMPORT_EVENTGRID_SECRET" in r.json()["error"]["message"]
+
+
+def test_the_same_event_delivered_twice_at_once_is_one_job(app_host_factory, tmp_path):
+    """Event Grid may deliver one event twice at the same moment: both deliveries get the same job."""
+    app = app_host_factory(**events_env(tmp_path, "registry.example.com"), **{"AzureWebJobs.run_import.Disabled": "true"})
+    pairs = 16
+    answers: list[list[dict]] = [[] for _ in range(pairs)]
+    clients = [httpx.Client(base_url=app.url, timeout=30) for _ in range(2)]
+
+    def deliver(pair: int, client: httpx.Client, barrier: threading.Barrier, event: list) -> None:
+        barrier.wait(timeout=30)
+        r = client.post(f"/api/events?token={SECRET}", json=event, headers={"aeg-event-type": "Notification"})
+        assert r.status_code == 200, r.text
+        answers[pair] += r.json()["jobs"]
+
+    try:
+        for pair in range(pairs):
+            event = json.loads((FIXTURES / "eventgrid_imagepushed.json").read_text())
+            event[0]["data"]["target"].update(repository="team/app", tag=f"1.{pair}", digest="sha256:" + f"{pair:x}" * 64)
+            event[0]["data"]["request"]["host"] = "registry.example.com"
+            barrier = threading.Barrier(2)
+            threads = [threading.Thread(target=deliver, args=(pair, client, barrier, event)) for client in clients]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+    finally:
+        for client in clients:
+            client.close()
+    for pair, jobs in enumerate(answers):
+        assert len(jobs) == 2 and jobs[0]["id"] == jobs[1]["id"], f"pair {pair}: {jobs}"
+        assert sorted(job["duplicate"] for job in jobs) == [False, True], f"pair {pair}: {jobs}"
+    records = jobs_in(app)
+    assert len(records) == pairs and {r["RowKey"] for r in records} == {jobs[0]["id"] for jobs in answers}
+    assert len(app.peek()) == pairs  # one message per job
+    lanes = [e for e in app.entities() if e["PartitionKey"].startswith("lane-")]
+    assert sorted(e["jobId"] for e in lanes) == sorted(r["RowKey"] for r in records)  # one lane row per job
 
 
 def test_malformed_and_unmatched_deliveries(app_host_factory, source_registry, tmp_path):

@@ -19,7 +19,7 @@ from .api import Reply, error_reply, parse_import_body, request_summary
 from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
-from .store import Job, JobStore, iso, utcnow
+from .store import Job, JobStore, StaleJob, iso, utcnow
 from .sweeper import sweep
 from .worker import Worker
 
@@ -71,16 +71,15 @@ class ImportService:
         instead (created False)."""
         job_id = str(uuid.uuid4())
         if dedupe and self.dedupe_window > dt.timedelta(0):
-            earlier = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)
-            if earlier is not None:
-                found = self.store.get(earlier)
-                if found is not None:
-                    return found, False
+            job_id = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)  # ours, or the first one's
         first = request.targets[0]
         job = Job(id=job_id, request=request_summary(request), credential=sealed_credential,
                   next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE), dedupe_key=dedupe,
                   target_key=target_key(request.target_registry, first))
-        self.store.create(job)
+        try:
+            self.store.create(job)  # insert-if-absent: of the deliveries sharing this id, one creates the job
+        except StaleJob:
+            return self.store.get(job_id) or job, False
         self.queue.send(job.id)
         log.info("job %s: queued %s", job.id, job.request["source"])
         return job, True
