@@ -270,7 +270,8 @@ def test_a_body_that_cannot_be_framed_closes_the_connection(make_host, framing):
 
 def test_well_framed_bodies_keep_the_connection(make_host):
     host = make_host()
-    chunked = b"POST /api/items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    chunked = (b"POST /api/items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n")
     sized = b"POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nfg"
     last = b"GET /api/items/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     statuses = _raw_exchange(host, chunked + sized + last)  # three requests on one connection

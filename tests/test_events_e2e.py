@@ -3,6 +3,8 @@ webhook deliveries through the real function_app on the local host, against Azur
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import threading
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from importcore.service.sweeper import sweep
 from tests.support.images import Pusher, push_index
 from tests.support.skopeo import skopeo_copy, skopeo_digest
 
@@ -149,7 +152,8 @@ def test_cloudevents_handshake_is_refused_when_no_secret_is_configured(app_host_
 
 def test_the_same_event_delivered_twice_at_once_is_one_job(app_host_factory, tmp_path):
     """Event Grid may deliver one event twice at the same moment: both deliveries get the same job."""
-    app = app_host_factory(**events_env(tmp_path, "registry.example.com"), **{"AzureWebJobs.run_import.Disabled": "true"})
+    app = app_host_factory(**events_env(tmp_path, "registry.example.com"),
+                           **{"AzureWebJobs.run_import.Disabled": "true"})
     pairs = 16
     answers: list[list[dict]] = [[] for _ in range(pairs)]
     clients = [httpx.Client(base_url=app.url, timeout=30) for _ in range(2)]
@@ -163,7 +167,8 @@ def test_the_same_event_delivered_twice_at_once_is_one_job(app_host_factory, tmp
     try:
         for pair in range(pairs):
             event = json.loads((FIXTURES / "eventgrid_imagepushed.json").read_text())
-            event[0]["data"]["target"].update(repository="team/app", tag=f"1.{pair}", digest="sha256:" + f"{pair:x}" * 64)
+            event[0]["data"]["target"].update(repository="team/app", tag=f"1.{pair}",
+                                              digest="sha256:" + f"{pair:x}" * 64)
             event[0]["data"]["request"]["host"] = "registry.example.com"
             barrier = threading.Barrier(2)
             threads = [threading.Thread(target=deliver, args=(pair, client, barrier, event)) for client in clients]
@@ -219,7 +224,11 @@ def test_new_digest_for_a_busy_tag_waits_for_the_older_import(app_host_factory, 
     assert svc.process(message(ids[1])) == "waiting"  # the older import of this tag has not run yet
     assert svc.process(message(ids[0])) == "succeeded"
     assert svc.process(message(ids[1])) == "not-due"  # a stray redelivery does not jump its wait
-    time.sleep(5.2)  # the newer one's wait passes; the timer re-enqueues it
-    assert svc.sweep()["requeued"] == 1
+    # The timer, run at given moments instead of waiting for them: not before the wait is over, then
+    # exactly once it is.
+    due = dt.datetime.fromisoformat(app.status(ids[1])["nextAttemptAt"])
+    timer = functools.partial(sweep, svc.settings, svc.store, svc.queue, svc.worker)
+    assert timer(now=due - dt.timedelta(milliseconds=1))["requeued"] == 0
+    assert timer(now=due)["requeued"] == 1
     assert svc.process(message(ids[1])) == "succeeded"
     assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:live") == new.digest
