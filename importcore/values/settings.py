@@ -78,6 +78,9 @@ class Settings:
     deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
     managed_identity_client_id: str | None = None
+    # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
+    # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
+    sync_min_remaining: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -104,4 +107,5 @@ class Settings:
             deadline_margin_seconds=_deadline_margin(env),
             arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
             managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
+            sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
         )
