@@ -65,7 +65,7 @@ def run_sync(capsys, *args: str) -> tuple[int, str, str]:
     try:
         rc = main(["sync", *args])
     except SystemExit as exc:
-        rc = exc.code
+        rc = exc.code if isinstance(exc.code, int) else 2
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -20,10 +20,9 @@ the next pass; it never fails the rule.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -378,7 +377,8 @@ class SyncService:
 
         self.service = service
         self.settings: Settings = service.settings
-        self._rules, self._loader, self._load_error = rules, loader, None
+        self._rules, self._loader = rules, loader
+        self._load_error: UsageError | None = None
         self._lock = threading.Lock()
         if records is None:
             records = SyncRecords.for_settings(self.settings, credential=getattr(service, "storage_identity", None))
@@ -442,14 +442,14 @@ class SyncService:
         states = self.records.states() if rules.sync_rules else {}
         for rule in rules.sync_rules:
             assert rule.sync is not None
-            due = rule.sync.schedule.due_at(now)
+            due = _stamp(rule.sync.schedule.due_at(now))
             last = states.get(rule.name, {}).get("lastDue")
-            if last is not None and last >= iso(due):
+            if last is not None and last >= due:
                 continue
             counts["due"] += 1
-            if not self.records.claim(rule.name, iso(due)):
+            if not self.records.claim(rule.name, due):
                 continue  # another host has it
-            result = self._run(rule, trigger="schedule", due=iso(due))
+            result = self._run(rule, trigger="schedule", due=due)
             counts["ran"] += 1
             counts["enqueued"] += len(result.jobs)
         if counts["ran"]:
@@ -496,10 +496,13 @@ def _next_due(rule: MirrorRule, last_due: str | None, now: dt.datetime) -> dt.da
     """When the rule runs next: its current due time if that has not run yet, else the following one."""
     assert rule.sync is not None
     due = rule.sync.schedule.due_at(now)
-    if last_due is None or last_due < iso(due):
+    if last_due is None or last_due < _stamp(due):
         return due
     return rule.sync.schedule.next_after(now)
 
 
-def summary_json(passes: Iterable[RulePass]) -> str:
-    return json.dumps({"rules": [p.to_cli() for p in passes]})
+def _stamp(when: dt.datetime) -> str:
+    """A due time as stored and compared (iso: fixed width, so text order is time order)."""
+    text = iso(when)
+    assert text is not None
+    return text

@@ -4,6 +4,7 @@ digest memory of rules with `platform` (service/sync.py)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
@@ -27,7 +28,7 @@ class SyncRecords:
         self._created = False
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, credential: object = None) -> SyncRecords:
+    def for_settings(cls, settings: Settings, *, credential: Any = None) -> SyncRecords:
         if settings.storage_connection:
             table = TableClient.from_connection_string(settings.storage_connection, table_name=settings.jobs_table)
         else:  # identity-based, as the job store
