@@ -174,3 +174,29 @@ def test_a_rules_file_that_does_not_load_is_every_sync_answer(app_host_factory, 
             app.host.run_timer("sync_mirrors")  # quietly does nothing: no exception, no traceback
     said = [rec for rec in caplog.records if rec.name == "importcore.sync" and "cannot be loaded" in rec.getMessage()]
     assert len(said) == 1
+
+
+def test_a_platform_rule_costs_no_get_once_the_app_knows_the_digest(app_host_factory, source_registry,
+                                                                     target_registry, tmp_path, unique_repo):
+    from tests.support.faultproxy import FaultProxy
+    from tests.support.images import push_index
+
+    with Pusher(source_registry) as pusher:
+        index = push_index(pusher, unique_repo, "1.0")
+    with FaultProxy(source_registry) as upstream:
+        app = app_host_factory(IMPORT_MIRROR_RULES_FILE=write_rules(
+            tmp_path, dict(sync_rule(upstream.host, unique_repo, "0 0 */6 * * *"), platform="linux/arm64")))
+        [job] = app.http.post("/api/syncs/app").json()["jobs"]
+        assert app.wait_for(job["id"])["status"] == "Succeeded"
+        arm64 = index.children[1].digest
+        assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:1.0") == arm64
+
+        def gets_during_a_pass() -> tuple[int, dict]:
+            before = upstream.count("GET", "/manifests/")
+            body = app.http.post("/api/syncs/app").json()
+            return upstream.count("GET", "/manifests/") - before, body
+
+        gets, body = gets_during_a_pass()  # the index is read once to learn what arm64 is...
+        assert (gets, body["unchanged"], body["jobs"]) == (1, 1, [])
+        gets, body = gets_during_a_pass()  # ...and remembered in the table: no GET from then on
+        assert (gets, body["unchanged"], body["jobs"]) == (0, 1, [])

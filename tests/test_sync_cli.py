@@ -20,7 +20,7 @@ from importcore.values.errors import RegistryError
 from importcore.values.settings import Settings
 from tests.support.faultproxy import AddHeaders, FaultProxy, Status
 from tests.support.httpserver import JsonHandler, serve_in_background, stop_server
-from tests.support.images import Pusher, push_image
+from tests.support.images import Pusher, push_image, push_index
 from tests.support.skopeo import skopeo_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,3 +327,23 @@ def test_the_module_exits_1_with_one_line_when_the_upstream_is_gone(env, tmp_pat
     assert "Traceback" not in p.stderr
     assert p.stdout.splitlines()[0] == "rule gone: 0 imported, 0 unchanged, 0 deferred, 1 failed"
     assert f"failed {gone}/{unique_repo}: " in p.stdout
+
+
+def test_a_platform_rule_compares_the_platforms_manifest(env, capsys, tmp_path, source_registry, target_registry,
+                                                         upstream, unique_repo):
+    # With `platform` the mirror's tag holds the platform's image, not the upstream index: the digests
+    # differ by design. The CLI (which keeps nothing between runs) reads the index once per tag to know
+    # the platform's digest; the app remembers it (tests/test_sync_app.py).
+    with Pusher(source_registry) as pusher:
+        index = push_index(pusher, unique_repo, "1.0")
+    amd64 = index.children[0].digest
+    rules = write_rules(tmp_path, rule(upstream, unique_repo, platform="linux/amd64"))
+    rc, report = sync_json(capsys, rules)
+    assert rc == 0 and imported_tags(report["rules"][0]) == ["1.0"]
+    assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:1.0") == amd64
+
+    before = upstream.count("GET", "/manifests/")
+    rc, report = sync_json(capsys, rules)
+    assert rc == 0 and report["rules"][0]["unchanged"] == 1 and report["rules"][0]["planned"] == []
+    assert [r.path for r in upstream.seen("GET", "/manifests/")[before:]] == [
+        f"/v2/{unique_repo}/manifests/{index.digest}"]
