@@ -130,3 +130,16 @@ def test_schedule_due_and_next_in_utc():
     # NCRONTAB: a restricted day-of-month AND day-of-week must both hold (cron would OR them).
     friday_13th = Schedule("0 0 0 13 * FRI")
     assert friday_13th.next_after(at) == dt.datetime(2024, 9, 13, 0, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/sync.md"])
+def test_the_documented_rules_examples_load(doc):
+    """The complete examples users copy: the first JSON block after the sync section's heading."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / doc).read_text()
+    start = text.index("Keep a mirror current")
+    block = text[start:].split("```json", 1)[1].split("```", 1)[0]
+    loaded = MirrorRules.from_json(block, source=doc)
+    assert [r.name for r in loaded.sync_rules] == ["nginx", "hub-tools", "team-charts"]
+    assert [r.mode for r in loaded.sync_rules] == ["Force", "Force", "NoForce"]
