@@ -347,3 +347,32 @@ def test_a_platform_rule_compares_the_platforms_manifest(env, capsys, tmp_path, 
     assert rc == 0 and report["rules"][0]["unchanged"] == 1 and report["rules"][0]["planned"] == []
     assert [r.path for r in upstream.seen("GET", "/manifests/")[before:]] == [
         f"/v2/{unique_repo}/manifests/{index.digest}"]
+
+
+def test_the_host_policy_applies_to_a_sync_source(env, capsys, tmp_path, monkeypatch, upstream, unique_repo):
+    monkeypatch.delenv("IMPORT_ALLOWED_PRIVATE_HOSTS")  # loopback sources are refused again
+    rules = write_rules(tmp_path, rule(upstream, unique_repo))
+    rc, report = sync_json(capsys, rules)
+    assert rc == 1
+    assert report["rules"][0]["error"].startswith(f"source registry {upstream.host} is not allowed: ")
+    assert upstream.total == 0  # refused before any request
+
+
+def test_a_registry_echoing_the_credentials_does_not_get_them_into_the_report(env, capsys, tmp_path):
+    import base64
+
+    from tests.support.hostile import BasicAuth, HostileServer, Reply
+
+    password = "hunter2-echoed-in-sync"
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+    with HostileServer() as srv:
+        srv.auth = BasicAuth("alice", password)
+        srv.on("GET", "/v2/r/tags/list", Reply.error(400, "NAME_INVALID", f"you said {password} and Basic {basic}"))
+        env.write_auth({srv.host: ("alice", password)})
+        rules = write_rules(tmp_path, {"name": "echo", "registry": srv.host, "repository": "r",
+                                       "sync": {"schedule": "0 0 * * * *"}})
+        rc, out, err = run_sync(capsys, "--rules", str(rules), "--output", "json")
+    assert rc == 1
+    [failed] = json.loads(out)["rules"][0]["failed"]
+    assert "NAME_INVALID" in failed["error"] and "***" in failed["error"]
+    assert password not in out + err and basic not in out + err

@@ -34,6 +34,7 @@ from ..auth import load_credential
 from ..engine.request import ImportRequest
 from ..engine.runner import execute, policy_for, token_provider_for
 from ..net.transport import make_http_client
+from ..observe.redact import scrub
 from ..registry.client import RegistryClient
 from ..triggers import MatchedImport, MirrorRule, MirrorRules, PushEvent, target_key
 from ..values.errors import HostNotAllowed, ImporterError, RegistryError, UsageError
@@ -144,15 +145,17 @@ class SyncPlanner:
 
     def plan(self, rule: MirrorRule) -> RulePass:
         result = RulePass(rule.name)
+        secrets: list[str] = []
         try:
-            self._plan(rule, result)
+            self._plan(rule, result, secrets)
         except ImporterError as exc:
             result.error = exc.message
+        _scrub(result, secrets)
         if result.error:
             log.warning("sync %s: %s", rule.name, result.error)
         return result
 
-    def _plan(self, rule: MirrorRule, result: RulePass) -> None:
+    def _plan(self, rule: MirrorRule, result: RulePass, secrets: list[str]) -> None:
         target_registry = rule.target_registry or self.settings.target_registry
         if not target_registry:
             raise UsageError("no target registry (set targetRegistry in the rule or IMPORT_TARGET_REGISTRY)")
@@ -166,6 +169,7 @@ class SyncPlanner:
         try:
             source_cred = load_credential(self.settings.auth_file, rule.credential or rule.registry)
             target_cred = load_credential(self.settings.auth_file, target_registry)
+            secrets += [*(source_cred.secrets if source_cred else ()), *(target_cred.secrets if target_cred else ())]
             source = RegistryClient(rule.registry, http=http, policy=policy, credential=source_cred, role="source",
                                     token_provider=token_provider_for(rule.registry, source_cred, self.settings, http))
             target = RegistryClient(target_registry, http=http, policy=policy, credential=target_cred,
@@ -332,6 +336,18 @@ class SyncPlanner:
         return chosen[0].digest
 
 
+def _scrub(result: RulePass, secrets: list[str]) -> None:
+    """Messages quote registries' answers: a hostile one may echo the credentials it was sent."""
+    if not secrets:
+        return
+    if result.error:
+        result.error = scrub(result.error, secrets)
+    for entry in result.failed:
+        entry["error"] = scrub(entry["error"], secrets)
+    for entry in result.deferred:
+        entry["reason"] = scrub(entry["reason"], secrets)
+
+
 def _deferral(exc: RegistryError) -> str:
     if exc.status != 429:
         return exc.message
@@ -413,8 +429,7 @@ class SyncService:
                         "schedule": str(rule.sync.schedule), "latest": rule.sync.latest, "mode": rule.mode,
                         "lastRun": state.get("lastRun"),
                         "nextDue": iso(_next_due(rule, state.get("lastDue"), now))})
-        return Reply(200, {"rulesFile": rules.source if len(rules) or rules.source != "<none>" else None,
-                           "rules": out})
+        return Reply(200, {"rulesFile": None if rules.source == "<none>" else rules.source, "rules": out})
 
     def run_now(self, name: str) -> Reply:
         """POST /api/syncs/{rule}: a pass now, outside the schedule; 202 with the jobs it enqueued."""
@@ -447,9 +462,13 @@ class SyncService:
             if last is not None and last >= due:
                 continue
             counts["due"] += 1
-            if not self.records.claim(rule.name, due):
-                continue  # another host has it
-            result = self._run(rule, trigger="schedule", due=due)
+            try:
+                if not self.records.claim(rule.name, due):
+                    continue  # another host has it
+                result = self._run(rule, trigger="schedule", due=due)
+            except Exception:  # noqa: BLE001 - storage trouble with one rule must not starve the others
+                log.exception("sync %s: the scheduled run failed", rule.name)
+                continue
             counts["ran"] += 1
             counts["enqueued"] += len(result.jobs)
         if counts["ran"]:
