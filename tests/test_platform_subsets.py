@@ -128,7 +128,7 @@ def test_text_output_names_both_digests(capsys, local_env, source_registry, targ
                            target_registry.host, "--platform", "linux/amd64", "--platform", "linux/arm64")
     assert rc == 0, err
     digest = skopeo_digest(f"{target_registry.host}/{unique_repo}:v1")
-    assert f"digest {digest} ({idx.media_type}, subset of source {idx.digest}), 3 manifest(s)" in out
+    assert f"digest {digest} ({idx.media_type}, from source index {idx.digest}), 3 manifest(s)" in out
 
 
 @pytest.mark.parametrize("platforms, named", [

@@ -98,9 +98,9 @@ def _stdin_password() -> str:
 def _text(result: ImportResult, request: ImportRequest) -> str:
     untagged = [f"{t.repository}@{result.digest}" for t in request.targets if t.tag is None]
     where = ", ".join(result.tags + untagged)
-    subset = f", subset of source {result.source_digest}" if result.source_digest not in ("", result.digest) else ""
+    picked = f", from source index {result.source_digest}" if result.source_digest not in ("", result.digest) else ""
     return (f"imported {request.source} -> {request.target_registry}: {where}\n"
-            f"digest {result.digest} ({result.media_type}{subset}), {result.manifests} manifest(s), blobs: "
+            f"digest {result.digest} ({result.media_type}{picked}), {result.manifests} manifest(s), blobs: "
             f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
             f"{result.bytes} bytes in {result.seconds:.2f}s")
 
