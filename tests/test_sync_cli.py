@@ -329,18 +329,23 @@ def test_the_module_exits_1_with_one_line_when_the_upstream_is_gone(env, tmp_pat
     assert f"failed {gone}/{unique_repo}: " in p.stdout
 
 
-def test_a_platform_rule_compares_the_platforms_manifest(env, capsys, tmp_path, source_registry, target_registry,
-                                                         upstream, unique_repo):
-    # With `platform` the mirror's tag holds the platform's image, not the upstream index: the digests
-    # differ by design. The CLI (which keeps nothing between runs) reads the index once per tag to know
-    # the platform's digest; the app remembers it (tests/test_sync_app.py).
+@pytest.mark.parametrize("platforms", [{"platform": "linux/amd64"},
+                                       {"platforms": ["linux/amd64", "linux/arm64"]}], ids=["platform", "platforms"])
+def test_a_platform_rule_compares_what_the_platforms_pick(env, capsys, tmp_path, source_registry, target_registry,
+                                                          upstream, unique_repo, platforms):
+    # With `platform` the mirror's tag holds the platform's image, with `platforms` a new index of just
+    # those: not the upstream index, by design. The CLI (which keeps nothing between runs) reads the
+    # index once per tag to know what they pick; the app remembers it (tests/test_sync_app.py).
     with Pusher(source_registry) as pusher:
-        index = push_index(pusher, unique_repo, "1.0")
-    amd64 = index.children[0].digest
-    rules = write_rules(tmp_path, rule(upstream, unique_repo, platform="linux/amd64"))
+        index = push_index(pusher, unique_repo, "1.0",
+                           platforms=[("linux", "amd64", None), ("linux", "arm64", "v8"), ("linux", "s390x", None)])
+    rules = write_rules(tmp_path, rule(upstream, unique_repo, **platforms))
     rc, report = sync_json(capsys, rules)
     assert rc == 0 and imported_tags(report["rules"][0]) == ["1.0"]
-    assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:1.0") == amd64
+    mirrored = skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:1.0")
+    assert mirrored != index.digest
+    if "platform" in platforms:
+        assert mirrored == index.children[0].digest
 
     before = upstream.count("GET", "/manifests/")
     rc, report = sync_json(capsys, rules)

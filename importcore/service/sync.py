@@ -31,13 +31,14 @@ from typing import Protocol
 import httpx
 
 from ..auth import load_credential
+from ..engine import subset
 from ..engine.request import ImportRequest
 from ..engine.runner import execute, policy_for, token_provider_for
 from ..net.transport import make_http_client
 from ..observe.redact import scrub
 from ..registry.client import RegistryClient
 from ..triggers import MatchedImport, MirrorRule, MirrorRules, PushEvent, target_key
-from ..values.errors import HostNotAllowed, ImporterError, RegistryError, UsageError
+from ..values.errors import HostNotAllowed, ImporterError, NotFoundError, RegistryError, UsageError
 from ..values.media import INDEX_TYPES
 from ..values.settings import Settings
 from .api import Reply, error_reply
@@ -52,8 +53,8 @@ MAX_RECORDED = 50  # entries of each list kept in a run record (the counts are e
 
 
 class DigestMemory(Protocol):
-    """For rules with `platform`: the target tag holds the platform's manifest, not the upstream
-    index, so equal digests cannot be compared directly. What an upstream digest was last found to
+    """For rules with `platform`/`platforms`: the target tag holds the platform's manifest (or a new
+    index of just those platforms), not the upstream index, so equal digests cannot be compared directly. What an upstream digest was last found to
     give in the target is remembered here (the app keeps it in its table), so an unchanged pass still
     costs no GET."""
 
@@ -288,7 +289,7 @@ class SyncPlanner:
             current = target.manifest_head(spec.repository, spec.tag or digest)
             if current is not None and current[0] == digest:
                 return "unchanged", None
-            if current is not None and matched.platform is not None and media_type in INDEX_TYPES:
+            if current is not None and matched.platforms and media_type in INDEX_TYPES:
                 child = self._platform_digest(matched, digest, current[0], source, target_registry, budget)
                 if child is None:
                     return "deferred", budget.stopped
@@ -316,10 +317,10 @@ class SyncPlanner:
 
     def _platform_digest(self, matched: MatchedImport, digest: str, current: str, source: RegistryClient,
                          target_registry: str, budget: _Budget) -> str | None:
-        """With `platform`, the target tag holds the platform's manifest out of the upstream index: the
-        digest it has when current. Remembered from an earlier pass, else read from the index (one GET,
+        """With `platform`/`platforms` the target tag holds what they pick out of the upstream index (the
+        platform's manifest, or the subset index engine/subset.py writes, deterministically): the digest
+        it has when current. Remembered from an earlier pass, else worked out from the index (one GET,
         counted against the budget; None when the budget has none left)."""
-        assert matched.platform is not None
         key = target_key(target_registry, matched.target)
         if self.memory.recall(key) == (digest, current):
             return current
@@ -328,12 +329,18 @@ class SyncPlanner:
                 return None
             budget.spent += 1
         index = source.manifest_get(matched.source.repository, digest)
-        chosen = [d for d in index.children if matched.platform.matches(d.platform)]
-        if not chosen:
-            return digest  # the import will say which platforms the index offers
-        if chosen[0].digest == current:
+        where = str(matched.source)
+        try:
+            picked = subset.select(index, matched.platforms, where=where)
+        except NotFoundError:
+            return digest  # the import will fail, saying which platforms the index offers
+        if len(matched.platforms) == 1:
+            expected = index.children[picked[0]].digest
+        else:
+            expected = subset.subset_index(index, picked, where=where).digest
+        if expected == current:
             self.memory.remember(key, digest, current)
-        return chosen[0].digest
+        return expected
 
 
 def _scrub(result: RulePass, secrets: list[str]) -> None:
@@ -369,7 +376,7 @@ def run_locally(result: RulePass, settings: Settings, *, memory: DigestMemory | 
             continue
         digest = getattr(outcome, "digest", None)
         result.imported.append({"source": str(matched.source), "target": str(matched.target), "digest": digest})
-        if memory is not None and matched.platform is not None and digest and matched.source.digest:
+        if memory is not None and matched.platforms and digest and matched.source.digest:
             memory.remember(target_key(request.target_registry, matched.target), matched.source.digest, digest)
     return result
 
