@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..service.sync import RulePass, SyncPlanner, run_locally
-from ..triggers import MirrorRule, MirrorRules
+from typing import TYPE_CHECKING
+
 from ..values.errors import UsageError
 from ..values.settings import Settings
+
+if TYPE_CHECKING:  # the service layer is imported when `sync` runs, not for every command's parser
+    from ..service.sync import RulePass
+    from ..triggers import MirrorRule
 
 __all__ = ["add_parser", "run"]
 
@@ -31,6 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _rules(args: argparse.Namespace) -> list[MirrorRule]:
+    from ..triggers import MirrorRules
+
     rules = MirrorRules.load(args.rules) if args.rules else MirrorRules.from_env()
     if not args.rules and rules.source == "<none>":
         raise UsageError("no mirror rules: pass --rules FILE or set IMPORT_MIRROR_RULES_FILE")
@@ -43,6 +49,8 @@ def _rules(args: argparse.Namespace) -> list[MirrorRule]:
 
 def run(args: argparse.Namespace) -> int:
     """Plan and run each rule; print the report. Raises UsageError for 2 (the caller prints it)."""
+    from ..service.sync import SyncPlanner, run_locally
+
     settings = Settings.from_env()
     selected = _rules(args)
     planner = SyncPlanner(settings)
