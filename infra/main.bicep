@@ -286,6 +286,9 @@ var appSettings = union({
   IMPORT_TARGET_REGISTRY: targetRegistry.properties.loginServer
   IMPORT_MANAGED_IDENTITY_CLIENT_ID: userAssigned ? identity.properties.clientId : ''
   IMPORT_ARM_ENDPOINT: environment().resourceManager
+  IMPORT_REGISTRY_NAMES: '' // the ARM route knows the target's ACR name; list name=login.server pairs for others
+  IMPORT_ARM_RETRY_AFTER_SECONDS: '10'
+  IMPORT_ARM_ALLOW_ANONYMOUS: 'false' // the ARM route needs App Service Authentication (Entra ID) to be on
   IMPORT_CREDENTIAL_KEY: '${kv}import-credential-key)' // fails closed until the secret exists
   IMPORT_WEBHOOK_SECRET_GITHUB: webhookSecretRefs.github
   IMPORT_WEBHOOK_SECRET_HARBOR: webhookSecretRefs.harbor

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from ..auth import Credential
+from ..values.arm import arm_error
 from ..values.errors import ImporterError, UsageError
 from ..net.hostpolicy import HostPolicy
 from ..values.media import Platform
@@ -32,10 +33,7 @@ class Reply:
 
 
 def error_reply(status: int, code: str, message: str, target: str | None = None) -> Reply:
-    error = {"code": code, "message": message}
-    if target:
-        error["target"] = target
-    return Reply(status, {"error": error})
+    return Reply(status, arm_error(code, message, target))
 
 
 def _field(container: dict, name: str, path: str, kind: type, *, required: bool = False):
