@@ -138,7 +138,7 @@ def test_the_documented_rules_examples_load(doc):
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / doc).read_text()
-    start = text.index("Keep a mirror current")
+    start = text.index("# Keep a mirror current")  # the heading, not a link to it
     block = text[start:].split("```json", 1)[1].split("```", 1)[0]
     loaded = MirrorRules.from_json(block, source=doc)
     assert [r.name for r in loaded.sync_rules] == ["nginx", "hub-tools", "team-charts"]
