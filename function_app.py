@@ -1,9 +1,10 @@
 """The Azure Functions app (Python v2 model): thin handlers over importcore.service.
 
 Each handler decodes its input, calls the service, encodes the result. The queue and the timer
-schedule are bound to Settings' values (IMPORT_QUEUE, IMPORT_TIMER_SCHEDULE, each with a default),
-not to %SETTING% expressions: the worker indexes this module with the app settings in its
-environment, so the defaults README.md documents hold for the host exactly as for the service.
+schedules are bound to Settings' values (IMPORT_QUEUE, IMPORT_TIMER_SCHEDULE, IMPORT_SYNC_TIMER_SCHEDULE,
+each with a default), not to %SETTING% expressions: the worker indexes this module with the app
+settings in its environment, so the defaults README.md documents hold for the host exactly as for
+the service.
 """
 
 from __future__ import annotations
@@ -62,6 +63,25 @@ def sweep_imports(timer: func.TimerRequest) -> None:
     service().sweep()
 
 
+# Scheduled sync (docs/sync.md): the timer only enqueues imports of what changed upstream; the
+# queue trigger above copies them. Each rule runs on its own schedule; this timer is how often that
+# is looked at.
+@app.timer_trigger(arg_name="timer", schedule=SETTINGS.sync_timer_schedule, run_on_startup=False,
+                   use_monitor=False)
+def sync_mirrors(timer: func.TimerRequest) -> None:
+    service().syncs.tick()
+
+
+@app.route(route="syncs", methods=["GET"])
+def list_syncs(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().syncs.list())
+
+
+@app.route(route="syncs/{rule}", methods=["POST"])
+def run_sync(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().syncs.run_now(req.route_params.get("rule", "")))
+
+
 # Events and webhooks carry their own authenticity (a secret or a signature per sender, checked in
 # importcore.triggers), so they need no function key: registries cannot always add one.
 @app.route(route="events", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -76,3 +96,22 @@ def eventgrid_events(req: func.HttpRequest) -> func.HttpResponse:
 def registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
     return _http(service().intake.webhook(req.route_params.get("provider", ""), req.get_body(), dict(req.headers),
                                           dict(req.params), req.route_params.get("token")))
+
+
+# ACR's ImportImage as ARM serves it, for Azure SDKs pointed here (base_url="https://<app>/api"). An ARM
+# client sends an Entra ID bearer token, not a function key: App Service Authentication checks it and
+# the service refuses any caller it did not authenticate (importcore/service/armapi.py).
+ARM_REGISTRY = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+                "/providers/Microsoft.ContainerRegistry/registries/{registryName}")
+
+
+@app.route(route=ARM_REGISTRY + "/importImage", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def arm_import_image(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().arm.import_image(req.url, dict(req.route_params), dict(req.params), dict(req.headers),
+                                            req.get_body()))
+
+
+@app.route(route=ARM_REGISTRY + "/{operationKind}/{operationId}", methods=["GET"],
+           auth_level=func.AuthLevel.ANONYMOUS)
+def arm_operation(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().arm.operation(req.url, dict(req.route_params), dict(req.params), dict(req.headers)))

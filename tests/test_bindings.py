@@ -15,7 +15,7 @@ from tests.test_settings_consistency import readme_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-BOUND_SETTINGS = ("IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE")
+BOUND_SETTINGS = ("IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE")
 
 
 def indexed(env: dict[str, str]) -> dict[str, dict]:
@@ -44,7 +44,8 @@ def trigger(fn: dict) -> dict:
 
 def test_exactly_the_declared_functions(functions):
     assert set(functions) == {"submit_import", "get_import", "run_import", "poisoned_import", "sweep_imports",
-                              "eventgrid_events", "registry_webhook"}
+                              "eventgrid_events", "registry_webhook", "sync_mirrors", "list_syncs", "run_sync",
+                              "arm_import_image", "arm_operation"}
     for name, fn in functions.items():
         assert (fn["func"].__module__, fn["func"].__name__) == ("function_app", name)
         assert fn["json"]["scriptFile"] == "function_app.py"
@@ -58,8 +59,24 @@ def test_event_routes_authenticate_by_their_own_secrets(functions, name, route, 
     assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, level)
 
 
+ARM_REGISTRY = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+                "/providers/Microsoft.ContainerRegistry/registries/{registryName}")
+
+
+@pytest.mark.parametrize(("name", "route", "methods"), [
+    ("arm_import_image", ARM_REGISTRY + "/importImage", ["POST"]),
+    ("arm_operation", ARM_REGISTRY + "/{operationKind}/{operationId}", ["GET"])])
+def test_arm_routes_take_a_bearer_token_not_a_function_key(functions, name, route, methods):
+    """ARM's own paths (an SDK with base_url=<app>/api appends them), anonymous to the host: an ARM
+    client sends no function key; App Service Authentication vouches for the caller (service/armapi.py)."""
+    t = trigger(functions[name])
+    assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, "ANONYMOUS")
+
+
 @pytest.mark.parametrize(("name", "route", "methods"), [("submit_import", "imports", ["POST"]),
-                                                        ("get_import", "imports/{id}", ["GET"])])
+                                                        ("get_import", "imports/{id}", ["GET"]),
+                                                        ("list_syncs", "syncs", ["GET"]),
+                                                        ("run_sync", "syncs/{rule}", ["POST"])])
 def test_http_routes(functions, name, route, methods):
     t = trigger(functions[name])
     assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, "FUNCTION")
@@ -75,17 +92,20 @@ def test_queue_triggers(functions, name, queue):
     assert len(functions[name]["json"]["bindings"]) == 1  # no output bindings: the service enqueues itself
 
 
-def test_timer_trigger(functions):
-    t = trigger(functions["sweep_imports"])
+@pytest.mark.parametrize("name", ["sweep_imports", "sync_mirrors"])
+def test_timer_trigger(functions, name):
+    t = trigger(functions[name])
     assert (t["type"], t["schedule"], t["runOnStartup"], t["useMonitor"]) == (
         "timerTrigger", "0 */1 * * * *", False, False)
 
 
 def test_the_bindings_follow_the_settings():
-    custom = indexed({"IMPORT_QUEUE": "jobs-x", "IMPORT_TIMER_SCHEDULE": "0 */5 * * * *"})
+    custom = indexed({"IMPORT_QUEUE": "jobs-x", "IMPORT_TIMER_SCHEDULE": "0 */5 * * * *",
+                      "IMPORT_SYNC_TIMER_SCHEDULE": "30 */2 * * * *"})
     assert trigger(custom["run_import"])["queueName"] == "jobs-x"
     assert trigger(custom["poisoned_import"])["queueName"] == "jobs-x-poison"
     assert trigger(custom["sweep_imports"])["schedule"] == "0 */5 * * * *"
+    assert trigger(custom["sync_mirrors"])["schedule"] == "30 */2 * * * *"
 
 
 def test_the_bindings_hold_the_readme_defaults(functions):
@@ -97,6 +117,8 @@ def test_the_bindings_hold_the_readme_defaults(functions):
     assert trigger(functions["poisoned_import"])["queueName"] == f"{table['IMPORT_QUEUE']}-poison"
     assert trigger(functions["sweep_imports"])["schedule"] == table["IMPORT_TIMER_SCHEDULE"] \
         == Settings().timer_schedule
+    assert trigger(functions["sync_mirrors"])["schedule"] == table["IMPORT_SYNC_TIMER_SCHEDULE"] \
+        == Settings().sync_timer_schedule
     connections = {trigger(fn).get("connection") for fn in functions.values()} - {None}
     assert connections == {"AzureWebJobsStorage"} and table["AzureWebJobsStorage"] == "—"  # required, no default
 

@@ -296,14 +296,16 @@ def test_json_output_is_the_readme_contract_with_true_counts(capsys, local_env, 
     res = run_json(capsys, "--source", source, "--name", target_registry.host)
     assert list(res) == list(contract) and list(res["blobs"]) == list(contract["blobs"])  # keys, in order
     assert isinstance(res.pop("seconds"), float)
-    assert res == {"digest": pushed.digest, "mediaType": pushed.media_type, "tags": [f"{unique_repo}:v1"],
+    assert res == {"digest": pushed.digest, "sourceDigest": pushed.digest, "mediaType": pushed.media_type,
+                   "tags": [f"{unique_repo}:v1"],
                    "repositories": [unique_repo], "manifests": 1, "blobs": {"copied": 2, "skipped": 0, "mounted": 0},
                    "bytes": pushed.total_blob_bytes, "foreignLayersSkipped": 1}
     # The same import again: nothing moves, and the counts still describe the image.
     again = run_json(capsys, "--source", source, "--name", target_registry.host)
     assert list(again) == list(contract)
     assert isinstance(again.pop("seconds"), float)
-    assert again == {"digest": pushed.digest, "mediaType": pushed.media_type, "tags": [f"{unique_repo}:v1"],
+    assert again == {"digest": pushed.digest, "sourceDigest": pushed.digest, "mediaType": pushed.media_type,
+                     "tags": [f"{unique_repo}:v1"],
                      "repositories": [unique_repo], "manifests": 1,
                      "blobs": {"copied": 0, "skipped": 2, "mounted": 0}, "bytes": 0, "foreignLayersSkipped": 1}
 

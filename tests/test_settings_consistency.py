@@ -32,6 +32,9 @@ HOST_SETTINGS = {
 PROCESS_ENV = {
     "HOME": "fallback location of ~/.docker/config.json (settings.py)",
     "DOCKER_CONFIG": "docker's own variable for its config directory (settings.py)",
+    "WEBSITE_AUTH_ENABLED": "set by App Service when its Authentication (Easy Auth) is on (the ARM route)",
+    "WEBSITE_SITE_NAME": "set by App Service in Azure: the app is not on a local host (the ARM route)",
+    "FUNCTIONS_CORETOOLS_ENVIRONMENT": "set by Core Tools (`func start`) and devhost: a local host (the ARM route)",
 }
 # Read only by the local stand-in for the Functions host.
 LOCAL_ONLY = {
@@ -282,9 +285,10 @@ def readme_settings() -> dict[str, str]:
     section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     table = {}
     for line in section.splitlines():
-        cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and _NAME.fullmatch(cells[0]):
-            table[cells[0]] = cells[1]
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        if len(cells) == 3 and cells[0] == f"`{name}`" and _NAME.fullmatch(name):  # a row, not the header
+            table[name] = cells[1].replace("`", "")
     return table
 
 
@@ -294,7 +298,9 @@ DESCRIBED_DEFAULTS = {"REGISTRY_AUTH_FILE": "a search order ($DOCKER_CONFIG, the
 def _other_value(name: str, default: str) -> str:
     if default.isdigit():
         return str(int(default) + 1)
-    return {"IMPORT_TIMER_SCHEDULE": "0 */5 * * * *"}.get(name, "example.org")
+    if default in ("true", "false"):
+        return {"true": "false", "false": "true"}[default]
+    return "0 */5 * * * *" if name.endswith("_SCHEDULE") else "example.org"
 
 
 def test_every_documented_default_is_the_default_settings_applies():
@@ -313,6 +319,7 @@ def test_every_documented_default_is_the_default_settings_applies():
             continue  # not read by Settings (e.g. a trigger secret header name)
         assert Settings.from_env({name: default}) == unset, f"README's default of {name} is not Settings' default"
         checked.append(name)
-    assert {"IMPORT_QUEUE", "IMPORT_JOBS_TABLE", "IMPORT_TIMER_SCHEDULE", "IMPORT_MAX_MANIFESTS",
-            "IMPORT_PUBLIC_REGISTRIES", "IMPORT_ARM_ENDPOINT", "IMPORT_FUNCTION_TIMEOUT_SECONDS"} <= set(checked)
+    assert {"IMPORT_QUEUE", "IMPORT_JOBS_TABLE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE",
+            "IMPORT_MAX_MANIFESTS", "IMPORT_PUBLIC_REGISTRIES", "IMPORT_ARM_ENDPOINT",
+            "IMPORT_FUNCTION_TIMEOUT_SECONDS"} <= set(checked)
 

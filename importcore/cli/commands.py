@@ -1,4 +1,4 @@
-"""`python -m importcore import ...`: az acr import's flags over the copy engine."""
+"""`python -m importcore import ...`: az acr import's flags over the copy engine (and `sync`, cli/sync.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..engine.imagecopy import ImportResult
 from ..values.errors import ImporterError, UsageError
 from ..values.media import Platform
 from .progressbar import progress_reporter
+from . import sync as sync_command
 from ..values.reference import Reference, parse_registry
 from ..engine.request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
 from ..values.settings import Settings
@@ -37,10 +38,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="read the password from standard input (kept out of the process list and shell history)")
     imp.add_argument("--registry", "-r", help="source ACR resource ID")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (mode Force)")
-    imp.add_argument("--platform", help="os/arch[/variant]: import only that platform's manifest")
+    imp.add_argument("--platform", action="append", default=[],
+                     help="os/arch[/variant]: import only that platform's manifest out of an index; repeated: "
+                     "a new index of just those platforms")
     imp.add_argument("--copy-foreign-layers", action="store_true",
                      help="also copy non-distributable (foreign) layers")
     imp.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    sync_command.add_parser(sub)
     serve = sub.add_parser("serve", help="run function_app.py's functions locally against Azurite")
     serve.add_argument("--port", type=int, default=7071)
     return parser
@@ -67,13 +71,20 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
         targets=resolve_targets(source, args.image, args.repository),
         target_registry=parse_registry(target_registry),
         force=args.force,
-        platform=Platform.parse(args.platform) if args.platform else None,
+        platforms=_platforms(args.platform),
         credential=credential,
         copy_foreign=args.copy_foreign_layers,
         source_resource_id=resource_id,
     )
     check_targets(request.targets, request.target_registry, field="target")
     return request
+
+
+def _platforms(texts: list[str]) -> tuple[Platform, ...]:
+    try:
+        return tuple(Platform.parse(text) for text in texts)
+    except UsageError as exc:
+        raise UsageError(f"--platform: {exc.message}", target="--platform") from None
 
 
 def _stdin_password() -> str:
@@ -89,8 +100,9 @@ def _stdin_password() -> str:
 def _text(result: ImportResult, request: ImportRequest) -> str:
     untagged = [f"{t.repository}@{result.digest}" for t in request.targets if t.tag is None]
     where = ", ".join(result.tags + untagged)
+    picked = f", from source index {result.source_digest}" if result.source_digest not in ("", result.digest) else ""
     return (f"imported {request.source} -> {request.target_registry}: {where}\n"
-            f"digest {result.digest} ({result.media_type}), {result.manifests} manifest(s), blobs: "
+            f"digest {result.digest} ({result.media_type}{picked}), {result.manifests} manifest(s), blobs: "
             f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
             f"{result.bytes} bytes in {result.seconds:.2f}s")
 
@@ -101,6 +113,21 @@ def _json(result: ImportResult) -> str:
     return json.dumps(result.to_dict())
 
 
+def _guarded(command) -> int:
+    """Run a command, turning our errors into one `error: ...` line: 2 for usage, 1 otherwise."""
+    try:
+        return command()
+    except UsageError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except ImporterError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -108,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .. import devhost  # the local Functions host is a shell too; imported only when asked
 
         return devhost.run(port=args.port)
+    if args.command == "sync":
+        return _guarded(lambda: sync_command.run(args))
     from ..engine.runner import execute
 
     try:

@@ -6,7 +6,7 @@ The rules file is JSON (path in the setting IMPORT_MIRROR_RULES_FILE), documente
      "rules": [
        {"name": "nginx-stable", "registry": "docker.io", "repository": "library/nginx",
         "tags": "[0-9.]+", "semver": ">=1.24,<2", "target": "mirror/{repository}",
-        "mode": "NoForce", "platform": "linux/amd64", "credential": "dockerhub"}]}
+        "mode": "NoForce", "platforms": ["linux/amd64", "linux/arm64"], "credential": "dockerhub"}]}
 
 Rules are tried in order; the first whose registry, repository and tag filters all match wins.
 No match: None (acknowledge the event, import nothing).
@@ -30,6 +30,7 @@ from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, 
 from ..engine.request import ImportRequest
 from .events import PushEvent
 from .semver import Range
+from .sync import SyncSpec, parse_sync, select_tags
 
 __all__ = ["MatchedImport", "MirrorRule", "MirrorRules", "RULES_FILE_SETTING"]
 
@@ -38,7 +39,7 @@ MAX_RULES_FILE_BYTES = 1024 * 1024
 PLACEHOLDERS = ("registry", "repository", "name", "tag")
 MODES = {"noforce": "NoForce", "force": "Force"}
 _FIELDS = ("name", "description", "registry", "repository", "tags", "excludeTags", "semver",
-           "includePrerelease", "target", "targetRegistry", "mode", "platform", "credential")
+           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential", "sync")
 _TOP_FIELDS = ("version", "description", "rules")
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 _GLOB_CHARS = frozenset("*?[")
@@ -56,7 +57,7 @@ class MatchedImport:
     target: TargetSpec
     target_registry: str | None  # None: the app's IMPORT_TARGET_REGISTRY
     mode: str  # "NoForce" | "Force"
-    platform: Platform | None
+    platforms: tuple[Platform, ...]  # rule's `platform` or `platforms`; empty: every platform
     credential: str | None  # the NAME of a credential entry for the source; never a secret
 
     @property
@@ -78,7 +79,7 @@ class MatchedImport:
         """The ImportRequest; `credential` is what the caller looked up by `self.credential`."""
         return ImportRequest(source=self.source, targets=(self.target,),
                              target_registry=self.resolved_target_registry(default_target_registry),
-                             force=self.force, platform=self.platform, credential=credential)
+                             force=self.force, platforms=self.platforms, credential=credential)
 
     def dedupe_key(self, default_target_registry: str | None) -> str:
         from .dedupe import dedupe_key  # local: dedupe is the leaf module
@@ -99,15 +100,19 @@ class MirrorRule:
     target: str  # template
     target_registry: str | None
     mode: str
-    platform: Platform | None
+    platforms: tuple[Platform, ...]
     credential: str | None
+    sync: SyncSpec | None = None  # polled on a schedule (docs/sync.md) as well as matched against events
 
     def matches(self, event: PushEvent) -> bool:
         if not fnmatchcase(event.registry.lower(), self.registry):
             return False
         if not fnmatchcase(event.repository, self.repository):
             return False
-        tag = event.tag
+        return self.tag_matches(event.tag)
+
+    def tag_matches(self, tag: str) -> bool:
+        """Do `tags`, `excludeTags` and `semver` (with `includePrerelease`) let this tag through?"""
         if self.tags is not None and not self.tags.fullmatch(tag):
             return False
         if self.exclude_tags is not None and self.exclude_tags.fullmatch(tag):
@@ -115,6 +120,12 @@ class MirrorRule:
         if self.semver is not None and not self.semver.contains(tag, include_prerelease=self.include_prerelease):
             return False
         return True
+
+    def select_tags(self, tags: list[str]) -> list[str]:
+        """The upstream tags a sync pass considers: every filter, then `sync.latest` (triggers/sync.py)."""
+        return select_tags(tags, include=self.tags, exclude=self.exclude_tags, semver=self.semver,
+                           include_prerelease=self.include_prerelease,
+                           latest=self.sync.latest if self.sync else None)
 
     def render_target(self, event: PushEvent) -> TargetSpec:
         values = _values(event.registry, event.repository, event.tag)
@@ -124,6 +135,12 @@ class MirrorRule:
         except UsageError as exc:
             raise UsageError(f"mirror rule {self.index} ({self.name}): target {self.target!r} gives {text[:120]!r} "
                              f"for {event.reference}: {exc.message}", target=f"rules[{self.index}].target") from None
+
+    def matched_import(self, event: PushEvent) -> MatchedImport:
+        """What this rule imports for `event` (it is not checked that the rule matches it)."""
+        return MatchedImport(rule_index=self.index, rule_name=self.name, event=event, source=event.reference,
+                             target=self.render_target(event), target_registry=self.target_registry,
+                             mode=self.mode, platforms=self.platforms, credential=self.credential)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +153,21 @@ class MirrorRules:
         template renders an invalid target for this event (a configuration error, named)."""
         for rule in self.rules:
             if rule.matches(event):
-                return MatchedImport(rule_index=rule.index, rule_name=rule.name, event=event,
-                                     source=event.reference, target=rule.render_target(event),
-                                     target_registry=rule.target_registry, mode=rule.mode,
-                                     platform=rule.platform, credential=rule.credential)
+                return rule.matched_import(event)
         return None
+
+    @property
+    def sync_rules(self) -> tuple[MirrorRule, ...]:
+        """The rules with a `sync` object, in file order."""
+        return tuple(rule for rule in self.rules if rule.sync is not None)
+
+    def sync_rule(self, name: str) -> MirrorRule:
+        """The sync rule named `name`; UsageError (naming the known ones) when there is none."""
+        for rule in self.sync_rules:
+            if rule.name == name:
+                return rule
+        known = ", ".join(rule.name for rule in self.sync_rules) or "none"
+        raise UsageError(f"no sync rule named {name[:80]!r} in {self.source} (sync rules: {known})", target="rule")
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -194,7 +221,15 @@ class MirrorRules:
         rules = data.get("rules")
         if not isinstance(rules, list):
             raise fail("rules", "required, an array of rules")
-        return cls(tuple(_rule(i, raw, fail) for i, raw in enumerate(rules)), source)
+        parsed = tuple(_rule(i, raw, fail) for i, raw in enumerate(rules))
+        seen: dict[str, int] = {}
+        for rule in parsed:
+            if rule.sync is not None:
+                if rule.name in seen:
+                    raise fail(f"rules[{rule.index}].name", f"{rule.name!r} is also the name of rules[{seen[rule.name]}]; "
+                                                            "sync rules need distinct names")
+                seen[rule.name] = rule.index
+        return cls(parsed, source)
 
 
 def _rule(i: int, raw: object, fail) -> MirrorRule:
@@ -215,7 +250,8 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
             raise fail(f"{where}.{key}", f"expected a non-empty string, got {json.dumps(value)[:60]}")
         return value.strip()
 
-    name = text("name") or f"rule {i}"
+    named = text("name")
+    name = named or f"rule {i}"
     text("description")
     registry = _registry_pattern(text("registry", required=True), f"{where}.registry", fail)
     repository = text("repository", required=True)
@@ -231,11 +267,13 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
         raise fail(f"{where}.includePrerelease", "expected true or false")
     target = _template(text("target", default="{repository}"), f"{where}.target", fail)
     target_registry = _parsed(parse_registry, text("targetRegistry"), f"{where}.targetRegistry", fail)
-    mode_text = text("mode", default="NoForce")
+    # A sync rule mirrors: a tag re-pushed upstream (a patched base under the same `1.27`) must move
+    # the mirror's tag too, so its mode defaults to Force (docs/sync.md); events follow the rule's mode.
+    mode_text = text("mode", default="Force" if raw.get("sync") is not None else "NoForce")
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")
-    platform = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
+    platforms = _platforms(raw, where, text, fail)
     credential = raw.get("credential")
     if isinstance(credential, dict):
         raise fail(f"{where}.credential", "must be the NAME of a credential entry, never the secret itself")
@@ -243,8 +281,30 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
     if credential is not None and not _CREDENTIAL_NAME.fullmatch(credential):
         raise fail(f"{where}.credential", f"{credential[:40]!r}: a credential entry name is 1-64 of letters, "
                                           "digits, '.', '_', '-'")
+    sync = None
+    if raw.get("sync") is not None:
+        sync = parse_sync(raw["sync"], where=f"{where}.sync", fail=fail, name=named, registry=registry,
+                          repository=repository)
     return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
-                      target_registry, mode, platform, credential)
+                      target_registry, mode, platforms, credential, sync)
+
+
+def _platforms(raw: dict, where: str, text, fail) -> tuple[Platform, ...]:
+    """`platform` (one) or `platforms` (a non-empty list: a new index of just those), never both."""
+    one = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
+    many = raw.get("platforms")
+    if many is None:
+        return (one,) if one else ()
+    if one is not None:
+        raise fail(f"{where}.platforms", "give platform or platforms, not both")
+    if not isinstance(many, list) or not many:
+        raise fail(f"{where}.platforms", 'expected a non-empty array such as ["linux/amd64", "linux/arm64"]')
+    parsed = []
+    for j, item in enumerate(many):
+        if not isinstance(item, str):
+            raise fail(f"{where}.platforms[{j}]", f"expected a string, got {json.dumps(item)[:60]}")
+        parsed.append(_parsed(Platform.parse, item.strip(), f"{where}.platforms[{j}]", fail))
+    return tuple(dict.fromkeys(parsed))
 
 
 def _parsed(parse, value: str | None, where: str, fail):

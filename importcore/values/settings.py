@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arm import parse_registry_names
 from .errors import UsageError
 
 __all__ = ["Settings"]
@@ -38,6 +39,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise UsageError(f"setting {name}={raw[:20]!r} is not true or false")
+
+
 def _auth_file(env: Mapping[str, str]) -> Path:
     # Same search order as podman/skopeo and the docker CLI.
     if env.get("REGISTRY_AUTH_FILE"):
@@ -47,14 +57,14 @@ def _auth_file(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
 
 
-def _schedule(env: Mapping[str, str]) -> str:
-    # The timer binding's schedule. Only its shape is checked here (the host parses it fully), so a
-    # typo names this setting rather than surfacing as a binding error.
-    value = (env.get("IMPORT_TIMER_SCHEDULE") or "").strip()
+def _schedule(env: Mapping[str, str], name: str) -> str:
+    # A timer binding's schedule. Only its shape is checked here (the host parses it fully), so a
+    # typo names the setting rather than surfacing as a binding error.
+    value = (env.get(name) or "").strip()
     if not value:
         return DEFAULT_TIMER_SCHEDULE
     if len(value.split()) not in (5, 6) and not _TIMESPAN.fullmatch(value):
-        raise UsageError(f"setting IMPORT_TIMER_SCHEDULE={value[:60]!r} is not an NCRONTAB expression "
+        raise UsageError(f"setting {name}={value[:60]!r} is not an NCRONTAB expression "
                          "('second minute hour day month day-of-week', e.g. '0 */1 * * * *') or a TimeSpan")
     return value
 
@@ -83,6 +93,7 @@ class Settings:
     queue_name: str = "imports"  # function_app.py binds its queue triggers to this and <name>-poison
     jobs_table: str = "importjobs"
     timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # function_app.py binds the sweep timer to this
+    sync_timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # ... and the sync timer to this
     credential_key: str | None = None
     max_attempts: int = 5
     lease_seconds: int = 600
@@ -94,6 +105,19 @@ class Settings:
     deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
     managed_identity_client_id: str | None = None
+    # The ARM route (ImportImage): {registryName} -> login server pairs besides the target's ACR name,
+    # the Retry-After its 202s carry, and who may call it (service/armapi.py).
+    registry_names: tuple[tuple[str, str], ...] = ()
+    arm_retry_after_seconds: int = 10
+    arm_allow_anonymous: bool = False  # explicit opt-out of App Service Authentication on the ARM route
+    # Set by the platform, not by us: App Service Authentication (Easy Auth) is on for this app; the
+    # app runs in App Service/Functions in Azure; it runs under Core Tools or devhost (local, unauthenticated).
+    easy_auth_enabled: bool = False
+    in_azure: bool = False
+    local_host: bool = False
+    # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
+    # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
+    sync_min_remaining: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,7 +135,8 @@ class Settings:
             blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 4),
             queue_name=env.get("IMPORT_QUEUE") or "imports",
             jobs_table=env.get("IMPORT_JOBS_TABLE") or "importjobs",
-            timer_schedule=_schedule(env),
+            timer_schedule=_schedule(env, "IMPORT_TIMER_SCHEDULE"),
+            sync_timer_schedule=_schedule(env, "IMPORT_SYNC_TIMER_SCHEDULE"),
             credential_key=env.get("IMPORT_CREDENTIAL_KEY") or None,
             max_attempts=_int(env, "IMPORT_MAX_ATTEMPTS", 5),
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
@@ -121,4 +146,11 @@ class Settings:
             deadline_margin_seconds=_deadline_margin(env),
             arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
             managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
+            registry_names=parse_registry_names(env.get("IMPORT_REGISTRY_NAMES")),
+            arm_retry_after_seconds=_int(env, "IMPORT_ARM_RETRY_AFTER_SECONDS", 10),
+            arm_allow_anonymous=_bool(env, "IMPORT_ARM_ALLOW_ANONYMOUS"),
+            easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
+            in_azure=bool((env.get("WEBSITE_SITE_NAME") or "").strip()),
+            local_host=(env.get("FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").strip().lower() == "true",
+            sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
         )
