@@ -24,6 +24,14 @@ class ImportRequest:
     copy_foreign: bool = False
     credential_ref: str | None = None  # a REGISTRY_AUTH_FILE entry to use instead of the source host's
     source_resource_id: str | None = None  # an ACR by ARM resource ID: its login server is looked up at run time
+    include_referrers: bool = False  # copy signatures, SBOMs, attestations (engine/referrers.py)
+    referrer_types: tuple[str, ...] = ()  # only these artifact types (empty: all)
+    verify_keys: tuple[tuple[str, str], ...] = ()  # (name, PEM) of public keys given with the request
+    verify_key_refs: tuple[str, ...] = ()  # names of keys the app holds (IMPORT_VERIFY_KEYS)
+
+    @property
+    def verifies(self) -> bool:
+        return bool(self.verify_keys or self.verify_key_refs)
 
 
 def resolve_targets(source: Reference, images: list[str], repositories: list[str], *,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,31 @@ def _deadline_margin(env: Mapping[str, str]) -> int:
     return margin
 
 
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+
+
+def _verify_keys(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """IMPORT_VERIFY_KEYS: a JSON object naming the public keys requests may refer to (keyRefs):
+    {"release": "<PEM>" or "<path of a PEM file>"}. The values are never shown in an error."""
+    raw = (env.get("IMPORT_VERIFY_KEYS") or "").strip()
+    if not raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise UsageError("setting IMPORT_VERIFY_KEYS is not a JSON object "
+                         '({"name": "<PEM or path of a PEM file>", ...})') from None
+    if not isinstance(data, dict):
+        raise UsageError("setting IMPORT_VERIFY_KEYS must be a JSON object of key names")
+    for name, value in data.items():
+        if not _KEY_NAME.fullmatch(name):
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: key name {name[:40]!r} must be 1-64 of letters, digits, "
+                             "'.', '_', '-'")
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: {name!r} must be a PEM public key or a file path")
+    return tuple((name, value.strip()) for name, value in data.items())
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     storage_connection: str | None = None
@@ -78,6 +105,7 @@ class Settings:
     deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
     managed_identity_client_id: str | None = None
+    verify_keys: tuple[tuple[str, str], ...] = ()  # keyRef name -> PEM or PEM file path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -104,4 +132,5 @@ class Settings:
             deadline_margin_seconds=_deadline_margin(env),
             arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
             managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
+            verify_keys=_verify_keys(env),
         )
