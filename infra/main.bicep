@@ -125,6 +125,9 @@ param dedupeWindowSeconds int = 600
 @description('IMPORT_MIRROR_RULES_FILE: path (relative to the app root, shipped in the package) of the mirror rules JSON for webhook/Event Grid pushes; "" = none (docs/events.md).')
 param mirrorRulesFile string = ''
 
+@description('IMPORT_VERIFY_KEYS: JSON object of the cosign public keys imports may name in verify.keyRefs, {"name": "<PEM>" or "<path of a PEM file in the package>"}; "" = none (README "Signatures and SBOMs"). Public keys, not secrets; may be a Key Vault reference.')
+param verifyKeys string = ''
+
 // ---- scale -------------------------------------------------------------------------------------
 
 @minValue(1)
@@ -231,6 +234,7 @@ var appSettings = union({
   IMPORT_WEBHOOK_SECRET_HEADER: webhookSecretHeader
   IMPORT_DEDUPE_WINDOW_SECONDS: string(dedupeWindowSeconds)
   IMPORT_MIRROR_RULES_FILE: mirrorRulesFile
+  IMPORT_VERIFY_KEYS: verifyKeys
   IMPORT_PLAIN_HTTP_REGISTRIES: '' // never in Azure: registries are spoken to over https
   IMPORT_ALLOWED_PRIVATE_HOSTS: allowedPrivateHosts
   IMPORT_PUBLIC_REGISTRIES: publicRegistries
