@@ -56,7 +56,8 @@ class ImportService:
         """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""
         try:
             request = parse_import_body(body, target_registry=self.settings.target_registry,
-                                        policy=policy_for(self.settings, self.settings.target_registry))
+                                        policy=policy_for(self.settings, self.settings.target_registry),
+                                        key_names=[name for name, _ in self.settings.verify_keys])
             sealed = self.box.seal_credential(request.credential)
         except (UsageError, HostNotAllowed, TransportError) as exc:
             # TransportError: the source host does not resolve, so the host policy cannot be checked;
