@@ -32,6 +32,9 @@ HOST_SETTINGS = {
 PROCESS_ENV = {
     "HOME": "fallback location of ~/.docker/config.json (settings.py)",
     "DOCKER_CONFIG": "docker's own variable for its config directory (settings.py)",
+    "WEBSITE_AUTH_ENABLED": "set by App Service when its Authentication (Easy Auth) is on (the ARM route)",
+    "WEBSITE_SITE_NAME": "set by App Service in Azure: the app is not on a local host (the ARM route)",
+    "FUNCTIONS_CORETOOLS_ENVIRONMENT": "set by Core Tools (`func start`) and devhost: a local host (the ARM route)",
 }
 # Read only by the local stand-in for the Functions host.
 LOCAL_ONLY = {

@@ -209,3 +209,21 @@ def test_verified_and_referrers_together(capsys, local_env, tmp_path, source_reg
     assert result["referrers"]["copied"] == 1
     assert tgt.get_manifest(unique_repo, bundle["digest"]).content == src.get_manifest(unique_repo,
                                                                                          bundle["digest"]).content
+
+
+def test_a_platform_subset_is_covered_by_the_source_index_signature(capsys, local_env, tmp_path, source_registry,
+                                                                    target_registry, pushers, unique_repo, key):
+    """Several --platform write a new index nobody signed: the signed source index names every child copied."""
+    src, _ = pushers
+    index = push_index(src, unique_repo, "v1", platforms=[("linux", "amd64", None), ("linux", "arm64", "v8"),
+                                                          ("linux", "s390x", None)])
+    sign_tag(src, unique_repo, index.digest, key)
+
+    rc, out, err = run(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1", "--name",
+                       target_registry.host, "--platform", "linux/amd64", "--platform", "linux/arm64",
+                       "--verify-key", key_file(tmp_path, key))
+
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["sourceDigest"] == index.digest != result["digest"]
+    assert result["verified"]["digest"] == index.digest

@@ -22,7 +22,7 @@ class ImportRequest:
     targets: tuple[TargetSpec, ...]
     target_registry: str
     force: bool = False
-    platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()  # one: that image out of an index; several: a new index of just those
     credential: Credential | None = None  # for the source registry
     copy_foreign: bool = False
     credential_ref: str | None = None  # a REGISTRY_AUTH_FILE entry to use instead of the source host's
@@ -35,6 +35,10 @@ class ImportRequest:
     @property
     def verifies(self) -> bool:
         return bool(self.verify_keys or self.verify_key_refs)
+
+    def __post_init__(self) -> None:
+        # The same platform asked for twice is asked for once (order kept: it names them in errors).
+        object.__setattr__(self, "platforms", tuple(dict.fromkeys(self.platforms)))
 
 
 def resolve_targets(source: Reference, images: list[str], repositories: list[str], *,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arm import parse_registry_names
 from .errors import UsageError
 
 __all__ = ["Settings"]
@@ -35,6 +36,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     if value < minimum:
         raise UsageError(f"setting {name}={value} must be at least {minimum}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise UsageError(f"setting {name}={raw[:20]!r} is not true or false")
 
 
 def _auth_file(env: Mapping[str, str]) -> Path:
@@ -105,6 +115,16 @@ class Settings:
     deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
     managed_identity_client_id: str | None = None
+    # The ARM route (ImportImage): {registryName} -> login server pairs besides the target's ACR name,
+    # the Retry-After its 202s carry, and who may call it (service/armapi.py).
+    registry_names: tuple[tuple[str, str], ...] = ()
+    arm_retry_after_seconds: int = 10
+    arm_allow_anonymous: bool = False  # explicit opt-out of App Service Authentication on the ARM route
+    # Set by the platform, not by us: App Service Authentication (Easy Auth) is on for this app; the
+    # app runs in App Service/Functions in Azure; it runs under Core Tools or devhost (local, unauthenticated).
+    easy_auth_enabled: bool = False
+    in_azure: bool = False
+    local_host: bool = False
     verify_keys: tuple[tuple[str, str], ...] = ()  # keyRef name -> PEM or PEM file path
 
     @classmethod
@@ -132,5 +152,11 @@ class Settings:
             deadline_margin_seconds=_deadline_margin(env),
             arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
             managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
+            registry_names=parse_registry_names(env.get("IMPORT_REGISTRY_NAMES")),
+            arm_retry_after_seconds=_int(env, "IMPORT_ARM_RETRY_AFTER_SECONDS", 10),
+            arm_allow_anonymous=_bool(env, "IMPORT_ARM_ALLOW_ANONYMOUS"),
+            easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
+            in_azure=bool((env.get("WEBSITE_SITE_NAME") or "").strip()),
+            local_host=(env.get("FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").strip().lower() == "true",
             verify_keys=_verify_keys(env),
         )
