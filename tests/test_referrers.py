@@ -12,8 +12,8 @@ import json
 import pytest
 
 from importcore.cli import main
-from tests.support.cosign import (BUNDLE_V03, SIMPLE_SIGNING, SPDX, Key, add_to_tag_index, push_referrer, push_sbom,
-                                  sign_bundle, sign_tag, tag_of)
+from tests.support.cosign import (BUNDLE_V03, SIMPLE_SIGNING, SPDX, Key, add_to_tag_index, attach_tag, push_referrer,
+                                  push_sbom, sign_bundle, sign_tag, tag_of)
 from tests.support.faultproxy import FaultProxy
 from tests.support.images import Pusher, push_image, push_index
 
@@ -241,3 +241,21 @@ def test_a_stale_index_entry_is_not_believed(capsys, local_env, source_registry,
     assert index_digests(tgt, unique_repo, image.digest) == [sbom["digest"]]
     assert raw(tgt, unique_repo, elsewhere["digest"]) is None
     assert result["referrers"]["found"] == 1
+
+
+def test_cosign_att_and_sbom_tags_travel_as_tags(capsys, local_env, source_registry, target_registry, pushers,
+                                                 unique_repo, key):
+    src, tgt = pushers
+    image = push_image(src, unique_repo, "v1")
+    att = attach_tag(src, unique_repo, image.digest, ".att", layer_type="application/vnd.dsse.envelope.v1+json",
+                     data=b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}')
+    sbom = attach_tag(src, unique_repo, image.digest, ".sbom", layer_type=SPDX, data=b'{"spdxVersion":"SPDX-2.3"}')
+
+    result = ok(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1", "--name", target_registry.host,
+                "--include-referrers")
+
+    for suffix, digest in ((".att", att), (".sbom", sbom)):
+        assert raw(tgt, unique_repo, tag_of(image.digest, suffix)) == raw(src, unique_repo, digest)
+    assert sorted(result["referrers"]["tags"]) == sorted(f"{unique_repo}:{tag_of(image.digest, s)}"
+                                                        for s in (".att", ".sbom"))
+    assert raw(tgt, unique_repo, tag_of(image.digest)) is None  # tags only: no referrers index needed

@@ -188,3 +188,13 @@ def push_sbom(pusher: Pusher, repo: str, subject: dict, *, tag_index: bool = Tru
     sbom = _compact({"spdxVersion": "SPDX-2.3", "name": repo, "nonce": os.urandom(8).hex()})
     return push_referrer(pusher, repo, subject, artifact_type=SPDX, data=sbom, tag_index=tag_index,
                          annotations={"org.opencontainers.image.created": "2025-01-01T00:00:00Z"})
+
+
+def attach_tag(pusher: Pusher, repo: str, digest: str, suffix: str, *, layer_type: str, data: bytes) -> str:
+    """cosign 2.x's `attest` (.att, a DSSE envelope layer) and `attach sbom` (.sbom) tags."""
+    layer = pusher.blob(repo, data, layer_type)
+    config = _compact({"architecture": "", "created": "0001-01-01T00:00:00Z", "os": "",
+                       "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}, "config": {}})
+    body = _compact({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": pusher.blob(repo, config, OCI_CONFIG),
+                     "layers": [layer]})
+    return pusher.manifest(repo, tag_of(digest, suffix), body, OCI_MANIFEST)
