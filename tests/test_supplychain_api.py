@@ -83,6 +83,8 @@ def test_a_rule_carries_referrers_and_verification(key):
     assert request.include_referrers and request.referrer_types == (SPDX,)
     assert request.verify_key_refs == ("release",)
     assert request.verify_keys == (("rules[0].verify.keys[0]", key.public_pem),)
+    polled = rules.rules[0].matched_import(_event()).to_request("mirror.azurecr.io")  # what a sync pass enqueues
+    assert polled == request
 
 
 @pytest.mark.parametrize("field, value, where, says", [

@@ -125,6 +125,9 @@ class Settings:
     easy_auth_enabled: bool = False
     in_azure: bool = False
     local_host: bool = False
+    # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
+    # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
+    sync_min_remaining: int = 10
     verify_keys: tuple[tuple[str, str], ...] = ()  # keyRef name -> PEM or PEM file path
 
     @classmethod
@@ -158,5 +161,6 @@ class Settings:
             easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
             in_azure=bool((env.get("WEBSITE_SITE_NAME") or "").strip()),
             local_host=(env.get("FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").strip().lower() == "true",
+            sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
             verify_keys=_verify_keys(env),
         )
