@@ -24,6 +24,8 @@ from .blobcopy import BlobOutcome, copy_blob
 from ..values.errors import ConflictError, ImporterError
 from ..values.media import Platform
 from .plan import Limits, Plan, plan_import
+from .referrers import ReferrerOptions, check_no_conflict, copy_referrers, discover_referrers
+from .verify import VerifyPolicy, require_signature
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
 
@@ -47,6 +49,8 @@ class CopyOptions:
     copy_foreign: bool = False
     limits: Limits = Limits()
     concurrency: int = 4
+    referrers: ReferrerOptions | None = None  # copy signatures, SBOMs, attestations (engine/referrers.py)
+    verify: VerifyPolicy | None = None  # require a signature before anything is copied (engine/verify.py)
 
 
 @dataclass
@@ -78,14 +82,18 @@ class ImportResult:
     bytes: int = 0
     foreign_skipped: int = 0
     seconds: float = 0.0
+    referrers: dict | None = None  # with CopyOptions.referrers: ReferrerStats.to_dict()
+    verified: dict | None = None  # with CopyOptions.verify: which key verified which signature
 
     def to_dict(self) -> dict:
-        return {"digest": self.digest, "sourceDigest": self.source_digest or self.digest,
-                "mediaType": self.media_type, "tags": self.tags,
-                "repositories": self.repositories, "manifests": self.manifests,
-                "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
-                "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
-                "seconds": round(self.seconds, 3)}
+        out = {"digest": self.digest, "sourceDigest": self.source_digest or self.digest,
+               "mediaType": self.media_type, "tags": self.tags,
+               "repositories": self.repositories, "manifests": self.manifests,
+               "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
+               "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
+               "seconds": round(self.seconds, 3)}
+        out.update({k: v for k, v in (("referrers", self.referrers), ("verified", self.verified)) if v is not None})
+        return out
 
 
 SessionHook = Callable[[str, "httpx.URL | None"], None]
@@ -102,7 +110,8 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
     on_progress(progress)
     result = ImportResult(repositories=sorted({t.repository for t in targets}))
     # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
-    if not options.platforms:
+    # Verification and referrers need the source's signatures and attachments, so not for them.
+    if not options.platforms and options.referrers is None and options.verify is None:
         resolved = source.manifest_head(ref.repository, ref.ref)
         if resolved is not None and _all_present(target, targets, resolved[0]):
             _count_present(target, resolved[0], options, result)
@@ -122,7 +131,12 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
         result.digest, result.media_type = plan.top.digest, plan.top.media_type
         result.source_digest = plan.source.digest or plan.top.digest
         result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
-        if options.platforms and _all_present(target, targets, plan.top.digest):
+        if options.verify is not None:  # before anything is copied or tagged
+            result.verified = require_signature(source, plan, options.verify).to_dict()
+        found = None if options.referrers is None else discover_referrers(
+            source, plan.source, [m.digest for m in plan.manifests], options.referrers, options.limits,
+            copy_foreign=options.copy_foreign)
+        if options.platforms and found is None and _all_present(target, targets, plan.top.digest):
             # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
             result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
             result.seconds = time.monotonic() - started
@@ -131,6 +145,8 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
             return result
         if not options.force:
             _check_no_conflict(target, targets, plan.top.digest)
+            if found is not None:
+                check_no_conflict(found, target, result.repositories)
         progress.phase = "copying"
         progress.blobs_total = len(plan.blobs) * len(result.repositories)
         progress.bytes_total = plan.total_bytes * len(result.repositories)
@@ -153,6 +169,10 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
             else:
                 result.skipped += len(plan.blobs)
             first_repo = first_repo or repo
+        if found is not None:  # the signatures are in place before the tags move
+            result.referrers = copy_referrers(found, top=plan.top, source=source, source_repo=plan.source.repository,
+                                              target=target, repositories=result.repositories,
+                                              on_session=on_session).to_dict()
         progress.phase = "tagging"
         on_progress(progress)
         for spec in targets:

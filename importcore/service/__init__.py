@@ -67,7 +67,8 @@ class ImportService:
         Queued job, or the 400 Reply naming the bad field. POST /api/imports and the ARM route."""
         try:
             request = parse_import_body(body, target_registry=target_registry,
-                                        policy=policy_for(self.settings, target_registry))
+                                        policy=policy_for(self.settings, target_registry),
+                                        key_names=[name for name, _ in self.settings.verify_keys])
             sealed = self.box.seal_credential(request.credential)
         except (UsageError, HostNotAllowed, TransportError) as exc:
             # TransportError: the source host does not resolve, so the host policy cannot be checked;

@@ -23,7 +23,8 @@ log = logging.getLogger("importcore.service")
 class EventIntake:
     def __init__(self, service, *, rules: MirrorRules | None = None, secrets: TriggerSecrets | None = None) -> None:
         self.service = service
-        self.rules = rules if rules is not None else MirrorRules.from_env()
+        self.rules = rules if rules is not None else MirrorRules.from_env(
+            key_names=[name for name, _ in service.settings.verify_keys])
         self.secrets = secrets or TriggerSecrets.from_env()
 
     def handshake(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:

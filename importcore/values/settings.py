@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -78,6 +79,31 @@ def _deadline_margin(env: Mapping[str, str]) -> int:
     return margin
 
 
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+
+
+def _verify_keys(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """IMPORT_VERIFY_KEYS: a JSON object naming the public keys requests may refer to (keyRefs):
+    {"release": "<PEM>" or "<path of a PEM file>"}. The values are never shown in an error."""
+    raw = (env.get("IMPORT_VERIFY_KEYS") or "").strip()
+    if not raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise UsageError("setting IMPORT_VERIFY_KEYS is not a JSON object "
+                         '({"name": "<PEM or path of a PEM file>", ...})') from None
+    if not isinstance(data, dict):
+        raise UsageError("setting IMPORT_VERIFY_KEYS must be a JSON object of key names")
+    for name, value in data.items():
+        if not _KEY_NAME.fullmatch(name):
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: key name {name[:40]!r} must be 1-64 of letters, digits, "
+                             "'.', '_', '-'")
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: {name!r} must be a PEM public key or a file path")
+    return tuple((name, value.strip()) for name, value in data.items())
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     storage_connection: str | None = None
@@ -118,6 +144,7 @@ class Settings:
     # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
     # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
     sync_min_remaining: int = 10
+    verify_keys: tuple[tuple[str, str], ...] = ()  # keyRef name -> PEM or PEM file path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -153,4 +180,5 @@ class Settings:
             in_azure=bool((env.get("WEBSITE_SITE_NAME") or "").strip()),
             local_host=(env.get("FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").strip().lower() == "true",
             sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
+            verify_keys=_verify_keys(env),
         )
