@@ -34,7 +34,9 @@ test: setup
 	.venv/bin/ruff check --quiet --select F,E9 importcore function_app.py tests scripts bench
 	$(PY) -m pytest -q
 
+# The smoke run first: the machinery end to end on tiny sizes, in seconds, before the long run.
 bench: setup
+	$(PY) -m pytest -q bench/test_smoke.py
 	$(PY) bench/run.py
 
 clean:

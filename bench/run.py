@@ -4,7 +4,7 @@
     .venv/bin/python bench/run.py --only 7,9      # some scenarios (the report then holds only those)
     .venv/bin/python bench/run.py --quick --only 7 --out /tmp/b   # 2 pairs, short quiet waits: a first look
     .venv/bin/python bench/run.py --rtt 60        # scenario 7's WAN at another round-trip time (ms)
-    .venv/bin/python bench/run.py --smoke --out DIR   # tiny sizes, 1 pair: checks the machinery
+    .venv/bin/python bench/run.py --smoke --out DIR   # tiny sizes, 1 pair: checks the machinery (bench/test_smoke.py)
 
 Everything runs on this machine: the registries (CNCF Distribution), Azurite and the tools are
 started on free loopback ports and removed afterwards. Raw figures go to <out>/results.json.
@@ -74,7 +74,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 pair, no warm-up (for make test)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 pair, no warm-up (make bench, first)")
     parser.add_argument("--quick", action="store_true", help="2 pairs and short quiet waits: a first look, not "
                         "the figures for BENCHMARKS.md")
     parser.add_argument("--only", default=",".join(map(str, SCENARIOS)),

@@ -213,16 +213,16 @@ def app_host_factory(azurite, target_registry, tmp_path):
     """``app_host_factory(host_json=None, **env) -> AppHost``: function_app.app on a started DevHost.
 
     Each host gets its own queue and table, a fresh IMPORT_CREDENTIAL_KEY, target_registry as the
-    target, 127.0.0.1 as plain-http and allowed-private, an empty auth file, and a timer that never fires
-    by itself. ``env`` overrides or adds settings (e.g. ``**{"AzureWebJobs.run_import.Disabled": "true"}``
+    target, 127.0.0.1 as plain-http and allowed-private, an empty auth file, and timers (sweep and sync)
+    that never fire by themselves. ``env`` overrides or adds settings (e.g. ``**{"AzureWebJobs.run_import.Disabled": "true"}``
     to keep messages in the queue). Only one host runs at a time: the app reads os.environ.
     """
     import uuid
 
-    import function_app
     from cryptography.fernet import Fernet
 
     from importcore.devhost import DevHost
+    from tests.support.functionapp import index_function_app
 
     # An empty docker config via DOCKER_CONFIG, not REGISTRY_AUTH_FILE: the host exports its env to
     # os.environ, and docker-registry reads REGISTRY_* variables as config overrides (auth.file).
@@ -242,9 +242,12 @@ def app_host_factory(azurite, target_registry, tmp_path):
             "IMPORT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
             "IMPORT_CREDENTIAL_KEY": Fernet.generate_key().decode(),
             "IMPORT_TIMER_SCHEDULE": NEVER_SCHEDULE,
+            "IMPORT_SYNC_TIMER_SCHEDULE": NEVER_SCHEDULE,
             "DOCKER_CONFIG": str(docker_config),
             **overrides,
         }
+        # Indexed with this host's settings, as the worker does: the bindings name this host's queue.
+        function_app = index_function_app(env)
         function_app.service.cache_clear()  # the service is built from os.environ on first use
         host = DevHost(function_app.app, host_json=host_json or {"extensions": {"queues": APP_QUEUE_OPTIONS}},
                        env=env, stop_timeout=10)
@@ -258,7 +261,8 @@ def app_host_factory(azurite, target_registry, tmp_path):
     for app in reversed(hosts):
         app.http.close()
         app.host.stop()
-    function_app.service.cache_clear()
+    if "function_app" in sys.modules:
+        sys.modules["function_app"].service.cache_clear()
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ HOST_SETTINGS = {
 PROCESS_ENV = {
     "HOME": "fallback location of ~/.docker/config.json (settings.py)",
     "DOCKER_CONFIG": "docker's own variable for its config directory (settings.py)",
+    "WEBSITE_AUTH_ENABLED": "set by App Service when its Authentication (Easy Auth) is on (the ARM route)",
+    "WEBSITE_SITE_NAME": "set by App Service in Azure: the app is not on a local host (the ARM route)",
+    "FUNCTIONS_CORETOOLS_ENVIRONMENT": "set by Core Tools (`func start`) and devhost: a local host (the ARM route)",
 }
 # Read only by the local stand-in for the Functions host.
 LOCAL_ONLY = {
@@ -200,7 +203,7 @@ def test_the_scanner_sees_each_kind_of_read():
     assert {"IMPORT_TARGET_REGISTRY",  # env.get("X") in settings.py
             "IMPORT_MAX_MANIFESTS",  # _int(env, "X", ...)
             "REGISTRY_AUTH_FILE",  # env["X"]
-            "IMPORT_TIMER_SCHEDULE",  # %X% in a decorator of function_app.py
+            "IMPORT_TIMER_SCHEDULE",  # helper(env) in settings.py, bound by function_app.py
             "IMPORT_ARM_ENDPOINT",  # env.get(CONSTANT)
             "APPLICATIONINSIGHTS_CONNECTION_STRING",
             "IMPORT_MANAGED_IDENTITY_CLIENT_ID"} <= names
@@ -272,3 +275,51 @@ def test_every_module_main_bicep_uses_exists_and_takes_the_parameters_given():
             given = set(re.findall(r"^    (\w+):", body.group(1), re.MULTILINE))
         missing = given - _bicep_params(path)
         assert not missing, f"{module} has no parameter(s) {sorted(missing)}"
+
+
+# ---- README.md's settings table is what Settings does ---------------------------------------------------
+
+def readme_settings() -> dict[str, str]:
+    """README.md's settings table: setting -> its default column (backticks removed; "—" = no default)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        if len(cells) == 3 and cells[0] == f"`{name}`" and _NAME.fullmatch(name):  # a row, not the header
+            table[name] = cells[1].replace("`", "")
+    return table
+
+
+DESCRIBED_DEFAULTS = {"REGISTRY_AUTH_FILE": "a search order ($DOCKER_CONFIG, then ~/.docker), not one value"}
+
+
+def _other_value(name: str, default: str) -> str:
+    if default.isdigit():
+        return str(int(default) + 1)
+    if default in ("true", "false"):
+        return {"true": "false", "false": "true"}[default]
+    return "0 */5 * * * *" if name.endswith("_SCHEDULE") else "example.org"
+
+
+def test_every_documented_default_is_the_default_settings_applies():
+    """For each setting Settings reads, the README's default is what an unset setting means: setting it
+    to that default changes nothing, setting it to another value does."""
+    from importcore.values.settings import Settings
+
+    table = readme_settings()
+    assert {"AzureWebJobsStorage", "IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "IMPORT_MAX_ATTEMPTS"} <= set(table)
+    unset = Settings.from_env({})
+    checked = []
+    for name, default in table.items():
+        if default in ("", "empty") or default.startswith("—") or name in DESCRIBED_DEFAULTS:
+            continue  # required, nothing by default, or not one value
+        if Settings.from_env({name: _other_value(name, default)}) == unset:
+            continue  # not read by Settings (e.g. a trigger secret header name)
+        assert Settings.from_env({name: default}) == unset, f"README's default of {name} is not Settings' default"
+        checked.append(name)
+    assert {"IMPORT_QUEUE", "IMPORT_JOBS_TABLE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE",
+            "IMPORT_MAX_MANIFESTS", "IMPORT_PUBLIC_REGISTRIES", "IMPORT_ARM_ENDPOINT",
+            "IMPORT_FUNCTION_TIMEOUT_SECONDS"} <= set(checked)
+

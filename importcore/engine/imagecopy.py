@@ -5,7 +5,7 @@ manifests by digest, the top manifest, and only then the tags.
 
 With a `deadline` (the function host's timeout, less a margin) no blob transfer starts after it:
 the blobs in flight finish, then DeadlineReached says "retry me", and the next attempt skips every
-blob the target already has (issue 4, "host timeouts").
+blob the target already has.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from .blobcopy import SMALL_BLOB, BlobOutcome, copy_blob
 from ..values.errors import ConflictError, ImporterError
 from ..values.media import Descriptor, Platform
 from .plan import Limits, Plan, plan_import
+from .referrers import ReferrerOptions, check_no_conflict, copy_referrers, discover_referrers
+from .verify import VerifyPolicy, require_signature
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
 
@@ -56,10 +58,12 @@ class DeadlineReached(ImporterError):
 @dataclass(frozen=True, slots=True)
 class CopyOptions:
     force: bool = False
-    platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()  # one: that image out of an index; several: a subset index
     copy_foreign: bool = False
     limits: Limits = Limits()
     concurrency: int = 16
+    referrers: ReferrerOptions | None = None  # copy signatures, SBOMs, attestations (engine/referrers.py)
+    verify: VerifyPolicy | None = None  # require a signature before anything is copied (engine/verify.py)
 
 
 @dataclass
@@ -79,7 +83,8 @@ class Progress:
 
 @dataclass
 class ImportResult:
-    digest: str = ""
+    digest: str = ""  # what the target holds now
+    source_digest: str = ""  # what the source reference resolved to (differs when platforms were picked)
     media_type: str = ""
     tags: list[str] = field(default_factory=list)
     repositories: list[str] = field(default_factory=list)
@@ -90,13 +95,18 @@ class ImportResult:
     bytes: int = 0
     foreign_skipped: int = 0
     seconds: float = 0.0
+    referrers: dict | None = None  # with CopyOptions.referrers: ReferrerStats.to_dict()
+    verified: dict | None = None  # with CopyOptions.verify: which key verified which signature
 
     def to_dict(self) -> dict:
-        return {"digest": self.digest, "mediaType": self.media_type, "tags": self.tags,
-                "repositories": self.repositories, "manifests": self.manifests,
-                "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
-                "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
-                "seconds": round(self.seconds, 3)}
+        out = {"digest": self.digest, "sourceDigest": self.source_digest or self.digest,
+               "mediaType": self.media_type, "tags": self.tags,
+               "repositories": self.repositories, "manifests": self.manifests,
+               "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
+               "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
+               "seconds": round(self.seconds, 3)}
+        out.update({k: v for k, v in (("referrers", self.referrers), ("verified", self.verified)) if v is not None})
+        return out
 
 
 SessionHook = Callable[[str, "httpx.URL | None"], None]
@@ -113,19 +123,21 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
     progress = Progress()
     on_progress(progress)
     result = ImportResult(repositories=sorted({t.repository for t in targets}))
+    # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
+    # Verification and referrers need the source's signatures and attachments, so not for them.
+    shortcut = not options.platforms and options.referrers is None and options.verify is None
     workers = max(1, options.concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob") as pool, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as reads:
-        # The target tags' HEADs go out with the source's: a no-op costs one round trip, and the
+        # The target tags' HEADs go out with the source's (a no-op's check is one round trip), and the
         # NoForce check below reads the same answers.
-        tagged = [t for t in targets if t.tag]
         heads = {(t.repository, t.tag): _submit(pool, target.manifest_head, t.repository, t.tag, push=True)
-                 for t in tagged} if options.platform is None or not options.force else {}
-        # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
-        if options.platform is None:
+                 for t in targets if t.tag} if shortcut or options.platforms or not options.force else {}
+        if shortcut:
             resolved = source.manifest_head(ref.repository, ref.ref)
             if resolved is not None and _all_present(target, targets, resolved[0], heads):
-                result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
+                _count_present(target, resolved[0], options, result, pool)
+                result.source_digest = result.digest
                 result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
                 result.seconds = time.monotonic() - started
                 progress.phase = "done"
@@ -138,13 +150,28 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
         # Whether a target repository holds the image already (untagged, or under another tag) is
         # asked while the source's manifests are fetched, when the top digest is known by now.
         held = {repo: _submit(pool, target.manifest_head, repo, ref.digest, push=True)
-                for repo in result.repositories} if options.platform is None and ref.digest else {}
-        plan = plan_import(source, ref, platform=options.platform, limits=options.limits,
+                for repo in result.repositories} if not options.platforms and ref.digest else {}
+        plan = plan_import(source, ref, platforms=options.platforms, limits=options.limits,
                            copy_foreign=options.copy_foreign, pool=pool)
         result.digest, result.media_type = plan.top.digest, plan.top.media_type
+        result.source_digest = plan.source.digest or plan.top.digest
         result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
+        if options.verify is not None:  # before anything is copied or tagged
+            result.verified = require_signature(source, plan, options.verify).to_dict()
+        found = None if options.referrers is None else discover_referrers(
+            source, plan.source, [m.digest for m in plan.manifests], options.referrers, options.limits,
+            copy_foreign=options.copy_foreign)
+        if options.platforms and found is None and _all_present(target, targets, plan.top.digest, heads):
+            # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
+            result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
+            result.seconds = time.monotonic() - started
+            progress.phase = "done"
+            on_progress(progress)
+            return result
         if not options.force:
             _check_no_conflict(target, targets, plan.top.digest, heads)
+            if found is not None:
+                check_no_conflict(found, target, result.repositories)
         progress.phase = "copying"
         progress.blobs_total = len(plan.blobs) * len(result.repositories)
         progress.bytes_total = plan.total_bytes * len(result.repositories)
@@ -173,6 +200,10 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
             else:
                 result.skipped += len(plan.blobs)
             first_repo = first_repo or repo
+        if found is not None:  # the signatures are in place before the tags move
+            result.referrers = copy_referrers(found, top=plan.top, source=source, source_repo=plan.source.repository,
+                                              target=target, repositories=result.repositories,
+                                              on_session=on_session).to_dict()
         progress.phase = "tagging"
         on_progress(progress)
         tags = [spec for spec in targets if spec.tag]
@@ -192,17 +223,33 @@ def _submit(pool: ThreadPoolExecutor, fn: Callable[..., T], *args, **kwargs) -> 
     return pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
-Heads = dict[tuple[str, str | None], "Future[tuple[str, str, int] | None]"]
+Heads = dict[tuple[str, str], "Future[tuple[str, str, int] | None]"]
+
+
+def _count_present(target: RegistryClient, digest: str, options: CopyOptions, result: ImportResult,
+                   pool: ThreadPoolExecutor) -> None:
+    """Nothing to copy: count the image as it is, walking its manifests in the target (which holds them
+    all, each verified by digest), so a re-import still reports true counts yet costs the source HEADs only."""
+    # The target is trusted and nothing is transferred: the manifest limit still bounds the walk, the
+    # public layer-size limit (a limit on transfers) does not apply.
+    limits = Limits(max_manifests=options.limits.max_manifests)
+    plan = plan_import(target, Reference(target.registry, result.repositories[0], None, digest),
+                       limits=limits, copy_foreign=options.copy_foreign, pool=pool)
+    result.digest, result.media_type = plan.top.digest, plan.top.media_type
+    result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
+    result.skipped = len(plan.blobs) * len(result.repositories)
+
+
+def _held(target: RegistryClient, spec: TargetSpec, digest: str, heads: Heads) -> str | None:
+    """The digest the target holds for a target spec (its tag, else the digest), or None."""
+    asked = heads.get((spec.repository, spec.tag)) if spec.tag else None
+    found = asked.result() if asked is not None else target.manifest_head(spec.repository, spec.tag or digest,
+                                                                           push=True)
+    return found[0] if found is not None else None
 
 
 def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str, heads: Heads) -> bool:
-    for spec in targets:
-        asked = heads.get((spec.repository, spec.tag)) if spec.tag else None
-        found = asked.result() if asked is not None else \
-            target.manifest_head(spec.repository, spec.tag or digest, push=True)
-        if found is None or found[0] != digest:
-            return False
-    return True
+    return all(_held(target, spec, digest, heads) == digest for spec in targets)
 
 
 def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest: str, heads: Heads) -> None:
@@ -210,11 +257,10 @@ def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest
     for spec in targets:
         if not spec.tag:
             continue
-        asked = heads.get((spec.repository, spec.tag))
-        found = asked.result() if asked is not None else target.manifest_head(spec.repository, spec.tag, push=True)
-        if found is not None and found[0] != digest:
+        found = _held(target, spec, digest, heads)
+        if found is not None and found != digest:
             raise ConflictError(
-                f"target tag {target.registry}/{spec.repository}:{spec.tag} already exists with digest {found[0]} "
+                f"target tag {target.registry}/{spec.repository}:{spec.tag} already exists with digest {found} "
                 f"(importing {digest}); use --force (mode Force) to overwrite it", target=str(spec))
 
 

@@ -1,7 +1,8 @@
 """A client for one registry's OCI distribution API (distribution-spec v1.1 "spec.md").
 
-Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get,
-upload_start/upload_patch/upload_status/upload_commit/upload_cancel, manifest_head/get/put. Errors are classified once,
+Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get, blob_read,
+upload_start/upload_patch/upload_status/upload_commit/upload_cancel, manifest_head/get/put,
+referrers_list. Errors are classified once,
 here, into errors.py's tree; requests without a streamed body are retried by retry.py.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -21,17 +23,21 @@ from ..values.errors import (
     AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError, RegistryError, TransportError, UsageError,
 )
 from ..net.hostpolicy import HostPolicy
-from ..values.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ..values.media import ACCEPT, INDEX_TYPES, MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from ..values.reference import DOCKER_HUB, DOCKER_HUB_API
 from ..observe.redact import redact_url
 from ..net.retry import attempts, parse_retry_after
 from .uploads import UploadSessions
 
-__all__ = ["RegistryClient", "redact_url"]
+__all__ = ["RegistryClient", "parse_remaining", "redact_url"]
 
 T = TypeVar("T")
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_REDIRECTS = 5
+_MAX_LIST_BYTES = 8 * 1024 * 1024  # one page of a tag list or of the catalog
+MAX_LIST_PAGES = 1000  # a `Link: rel="next"` chain longer than this is refused, not followed forever
+CATALOG_SCOPE = "registry:catalog:*"
+_MAX_REFERRER_PAGES = 32
 _SECRET_PARAMS = ("_state", "sig", "signature", "token", "access_token", "x-amz-signature", "x-amz-credential",
                   "x-amz-security-token", "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv")
 
@@ -63,6 +69,9 @@ class RegistryClient(UploadSessions):
         self.auth = RegistryAuth(registry, credential, http=http, plain_http=scheme == "http",
                                  token_provider=token_provider)
         self.requests = 0  # requests sent, for the bench and the no-op re-import check
+        # The registry's last word on its rate limit (`RateLimit-Remaining`), from any response.
+        self.rate_remaining: int | None = None
+        self._rate_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -123,6 +132,10 @@ class RegistryClient(UploadSessions):
                     raise _unusable_location(what, url, response.status_code)
                 url = target
                 continue
+            remaining = parse_remaining(response.headers)
+            if remaining is not None:
+                with self._rate_lock:
+                    self.rate_remaining = remaining
             if not stream:
                 try:
                     response.read()
@@ -236,13 +249,14 @@ class RegistryClient(UploadSessions):
 
         return self._retry(once)
 
-    def manifest_put(self, repository: str, ref: str, manifest: Manifest) -> None:
-        """PUT the exact bytes; the registry must agree on the digest."""
+    def manifest_put(self, repository: str, ref: str, manifest: Manifest) -> httpx.Headers:
+        """PUT the exact bytes; the registry must agree on the digest. Returns the answer's headers
+        (`OCI-Subject`: the registry indexed the manifest's subject itself)."""
         what = f"push of manifest {_short(manifest.digest)} to {self.registry}/{repository}" + (
             "" if ":" in ref else f":{ref}")
         scopes = [scopes_for(repository, "pull", "push")]
 
-        def once() -> None:
+        def once() -> httpx.Headers:
             r = self._send("PUT", self._url(repository, "manifests", ref), scopes=scopes, what=what,
                            headers={"Content-Type": manifest.media_type}, content=manifest.raw)
             if r.status_code not in (200, 201, 202):
@@ -250,8 +264,123 @@ class RegistryClient(UploadSessions):
             echoed = r.headers.get("docker-content-digest")
             if echoed and echoed != manifest.digest:
                 raise IntegrityError(f"{what}: the registry stored it as {echoed}", target=manifest.digest)
+            return r.headers
 
-        self._retry(once)
+        return self._retry(once)
+
+    # -- referrers -------------------------------------------------------------------------
+
+    def referrers_list(self, repository: str, digest: str, *, artifact_type: str | None = None,
+                       push: bool = False) -> list[Descriptor] | None:
+        """The OCI 1.1 referrers API (distribution-spec v1.1 "Listing Referrers"): the descriptors of
+        the manifests whose subject is `digest`, every page (`Link: <...>; rel="next"`), or None when
+        the registry does not answer it (404: use the referrers tag schema instead). `artifact_type`
+        is passed as the filter; the caller filters again, since a registry may ignore it (it says
+        so with OCI-Filters-Applied)."""
+        what = f"referrers of {_short(digest)} in {self.registry}/{repository}"
+        scopes = [scopes_for(repository, "pull", "push") if push else scopes_for(repository, "pull")]
+        url = self._url(repository, "referrers", digest)
+        if artifact_type:
+            url = url.copy_merge_params({"artifactType": artifact_type})
+        found: list[Descriptor] = []
+        for page in range(_MAX_REFERRER_PAGES):
+            def once(url: httpx.URL = url) -> tuple[list[Descriptor] | None, httpx.URL | None]:
+                r = self._send("GET", url, scopes=scopes, what=what,
+                               headers={"Accept": "application/vnd.oci.image.index.v1+json"}, stream=True)
+                try:
+                    if r.status_code in (404, 405, 501) and page == 0:
+                        return None, None  # no referrers API here
+                    if r.status_code != 200:
+                        raise self._error(r, what)
+                    raw = _read_capped(r, MAX_MANIFEST_BYTES, what)
+                finally:
+                    r.close()
+                index = parse_manifest(raw, r.headers.get("content-type"), "sha256:" + hashlib.sha256(raw).hexdigest(),
+                                       where=what)
+                if index.media_type not in INDEX_TYPES:
+                    raise RegistryError(f"{what}: the registry answered a {index.media_type}, not an image index",
+                                        status=r.status_code)
+                return list(index.children), self._next_page(r.headers.get("link"), url, what)
+
+            listed, following = self._retry(once)
+            if listed is None:
+                return None
+            found.extend(listed)
+            if following is None:
+                return found
+            url = following
+        raise LimitExceeded(f"{what}: more than {_MAX_REFERRER_PAGES} pages of referrers")
+
+    def _next_page(self, link: str | None, current: httpx.URL, what: str) -> httpx.URL | None:
+        """RFC 8288 `Link: </v2/...?last=x>; rel="next"`, kept to this registry."""
+        for part in (link or "").split(","):
+            target, _, params = part.partition(";")
+            if 'rel="next"' not in params.replace(" ", "") and "rel=next" not in params.replace(" ", ""):
+                continue
+            target = target.strip()
+            if not (target.startswith("<") and target.endswith(">")):
+                continue
+            try:
+                url = current.join(target[1:-1])
+            except httpx.InvalidURL:
+                raise RegistryError(f"{what}: unusable Link header", status=200) from None
+            if not self._same_origin(url):
+                raise HostNotAllowed(f"{what}: the next page is on another host ({_netloc(url)})")
+            return url
+        return None
+
+    # -- listings --------------------------------------------------------------------------
+
+    def tags_list(self, repository: str, *, page_size: int = 1000) -> list[str]:
+        """Every tag of `repository` (`GET /v2/<name>/tags/list?n=`, following `Link: rel="next"`)."""
+        url = self._url(repository, "tags", "list").copy_merge_params({"n": str(page_size)})
+        return self._paged(url, "tags", what=f"tag list of {self.registry}/{repository}",
+                           scopes=[scopes_for(repository, "pull")])
+
+    def catalog(self, *, page_size: int = 1000) -> list[str]:
+        """Every repository the registry lists (`GET /v2/_catalog?n=`, paginated). Registries that do
+        not list theirs (Docker Hub, most public ones) answer 401/403/404: a RegistryError."""
+        url = self.base.join("/v2/_catalog").copy_merge_params({"n": str(page_size)})
+        return self._paged(url, "repositories", what=f"catalog of {self.registry}", scopes=[CATALOG_SCOPE])
+
+    def _paged(self, url: httpx.URL, key: str, *, what: str, scopes: list[str]) -> list[str]:
+        items: list[str] = []
+        seen: set[str] = set()
+        for page in range(MAX_LIST_PAGES):
+            seen.add(str(url))
+
+            def once(url: httpx.URL = url) -> tuple[list[str], str | None]:
+                r = self._send("GET", url, scopes=scopes, what=what, stream=True)
+                try:
+                    if r.status_code != 200:
+                        raise self._error(r, what)
+                    raw = _read_capped(r, _MAX_LIST_BYTES, what)
+                finally:
+                    r.close()
+                try:
+                    values = json.loads(raw).get(key)
+                except (ValueError, AttributeError, RecursionError):
+                    raise RegistryError(f"{what}: the answer is not the expected JSON object", status=200) from None
+                if values is None:
+                    values = []  # Distribution answers {"tags": null} for a repository without tags
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise RegistryError(f"{what}: {key!r} is not a list of names", status=200)
+                return values, _next_link(r.headers.get("link"))
+
+            values, link = self._retry(once)
+            items += values
+            if not link:
+                return items
+            try:
+                following = url.join(link)
+            except httpx.InvalidURL:
+                raise RegistryError(f"{what}: unusable Link to the next page", status=200) from None
+            if not self._same_origin(following):
+                raise RegistryError(f"{what}: the next page is on another host ({_netloc(following)})", status=200)
+            if str(following) in seen:
+                raise RegistryError(f"{what}: the Link to the next page loops back (page {page + 1})", status=200)
+            url = following
+        raise LimitExceeded(f"{what}: more than {MAX_LIST_PAGES} pages")
 
     # -- blobs -----------------------------------------------------------------------------
 
@@ -283,6 +412,21 @@ class RegistryClient(UploadSessions):
         finally:
             r.close()
 
+    def blob_read(self, repository: str, digest: str, *, max_bytes: int) -> bytes:
+        """A small blob (a signature payload, a bundle) whole, verified against its digest."""
+        what = f"blob {_short(digest)} in {self.registry}/{repository}"
+
+        def once() -> bytes:
+            with self.blob_get(repository, digest) as r:
+                data = _read_capped(r, max_bytes, what)
+            algo = digest.split(":")[0]
+            actual = f"{algo}:" + hashlib.new(algo, data).hexdigest()
+            if actual != digest:
+                raise IntegrityError(f"{what}: content digest is {actual}", target=digest)
+            return data
+
+        return self._retry(once)
+
     def blob_mount(self, repository: str, digest: str, from_repository: str) -> httpx.URL | None:
         """Cross-repository mount: None when mounted (201), else the upload Location it opened (202)."""
         what = f"mount of blob {_short(digest)} from {from_repository} into {self.registry}/{repository}"
@@ -305,6 +449,34 @@ class RegistryClient(UploadSessions):
 def _unusable_location(what: str, url: httpx.URL, status: int) -> RegistryError:
     # Not a transport failure to retry: the registry would send the same Location again.
     return RegistryError(f"{what}: {_netloc(url)} redirected to an unusable Location", status=status)
+
+
+def parse_remaining(headers: httpx.Headers) -> int | None:
+    """`RateLimit-Remaining: 76;w=21600` (Docker Hub), `RateLimit-Remaining: 76` (IETF draft) or
+    `X-RateLimit-Remaining: 76` as a number; None when absent or unreadable."""
+    for name in ("ratelimit-remaining", "x-ratelimit-remaining"):
+        value = headers.get(name)
+        if value:
+            count = value.partition(";")[0].partition(",")[0].strip()
+            if count.isascii() and count.isdigit() and len(count) < 19:
+                return int(count)
+    return None
+
+
+def _next_link(value: str | None) -> str | None:
+    """The URL of `Link: <...>; rel="next"` (RFC 8288), or None."""
+    if not value:
+        return None
+    for part in value.split(","):
+        url, _, params = part.partition(";")
+        url = url.strip()
+        if not (url.startswith("<") and url.endswith(">")):
+            continue
+        rels = [p.strip().partition("=")[2].strip().strip('"').lower().split() for p in params.split(";")
+                if p.strip().lower().startswith("rel")]
+        if any("next" in rel for rel in rels):
+            return url[1:-1]
+    return None
 
 
 def _rate_limit(headers: httpx.Headers) -> str | None:

@@ -1,6 +1,6 @@
 """The service: submit and look up imports, process queue messages, sweep on a timer.
 
-function_app.py calls exactly these four methods; nothing here knows azure.functions.
+function_app.py calls these methods (and .intake's, .syncs', .arm's); nothing here knows azure.functions.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from ..engine.runner import policy_for
 from ..values.settings import Settings
 from ..triggers import dedupe_window, target_key
 from .api import Reply, error_reply, parse_import_body, request_summary
+from .armapi import ArmApi
 from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
-from .store import Job, JobStore, iso, utcnow
+from .store import Job, JobStore, StaleJob, iso, utcnow
 from .sweeper import sweep
+from .sync import SyncService
 from .worker import Worker
 
 __all__ = ["ImportService", "Reply"]
@@ -40,6 +42,7 @@ class ImportService:
             from ..auth.identity import app_identity  # azure-identity only where it is used
 
             identity = app_identity(settings.managed_identity_client_id)
+        self.storage_identity = identity  # None with a connection string
         where = dict(account=settings.storage_account, credential=identity)
         self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
@@ -54,16 +57,25 @@ class ImportService:
 
     def submit(self, body: bytes) -> Reply:
         """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""
+        accepted = self.accept(body, self.settings.target_registry)
+        if isinstance(accepted, Reply):
+            return accepted
+        return Reply(202, accepted.view(), (("Location", f"/api/imports/{accepted.id}"),))
+
+    def accept(self, body: bytes, target_registry: str | None) -> Job | Reply:
+        """An ImportImage body into `target_registry` (one the settings name: it is trusted) -> the
+        Queued job, or the 400 Reply naming the bad field. POST /api/imports and the ARM route."""
         try:
-            request = parse_import_body(body, target_registry=self.settings.target_registry,
-                                        policy=policy_for(self.settings, self.settings.target_registry))
+            request = parse_import_body(body, target_registry=target_registry,
+                                        policy=policy_for(self.settings, target_registry),
+                                        key_names=[name for name, _ in self.settings.verify_keys])
             sealed = self.box.seal_credential(request.credential)
         except (UsageError, HostNotAllowed, TransportError) as exc:
             # TransportError: the source host does not resolve, so the host policy cannot be checked;
             # answering now (naming the field) beats a 500 or a job that fails minutes later.
             return error_reply(400, exc.code, exc.message, exc.target)
         job, _ = self.create_job(request, sealed_credential=sealed)
-        return Reply(202, job.view(), (("Location", f"/api/imports/{job.id}"),))
+        return job
 
     def create_job(self, request: ImportRequest, *, sealed_credential: str | None = None,
                    dedupe: str | None = None) -> tuple[Job, bool]:
@@ -71,16 +83,15 @@ class ImportService:
         instead (created False)."""
         job_id = str(uuid.uuid4())
         if dedupe and self.dedupe_window > dt.timedelta(0):
-            earlier = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)
-            if earlier is not None:
-                found = self.store.get(earlier)
-                if found is not None:
-                    return found, False
+            job_id = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)  # ours, or the first one's
         first = request.targets[0]
         job = Job(id=job_id, request=request_summary(request), credential=sealed_credential,
                   next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE), dedupe_key=dedupe,
                   target_key=target_key(request.target_registry, first))
-        self.store.create(job)
+        try:
+            self.store.create(job)  # insert-if-absent: of the deliveries sharing this id, one creates the job
+        except StaleJob:
+            return self.store.get(job_id) or job, False
         self.queue.send(job.id)
         log.info("job %s: queued %s", job.id, job.request["source"])
         return job, True
@@ -113,9 +124,19 @@ class ImportService:
             self.worker.give_up(job, job.error or gave_up)
 
     @cached_property
+    def arm(self) -> ArmApi:
+        """The ARM ImportImage routes (what Azure SDKs call)."""
+        return ArmApi(self)
+
+    @cached_property
     def intake(self) -> EventIntake:
         """Event Grid and webhooks; the rules file is read once, on the first event."""
         return EventIntake(self)
+
+    @cached_property
+    def syncs(self) -> SyncService:
+        """Scheduled sync of the mirror rules with `sync` (timer, GET /api/syncs, POST /api/syncs/{rule})."""
+        return SyncService(self)
 
     def sweep(self) -> dict[str, int]:
         return sweep(self.settings, self.store, self.queue, self.worker)

@@ -6,7 +6,7 @@ The rules file is JSON (path in the setting IMPORT_MIRROR_RULES_FILE), documente
      "rules": [
        {"name": "nginx-stable", "registry": "docker.io", "repository": "library/nginx",
         "tags": "[0-9.]+", "semver": ">=1.24,<2", "target": "mirror/{repository}",
-        "mode": "NoForce", "platform": "linux/amd64", "credential": "dockerhub"}]}
+        "mode": "NoForce", "platforms": ["linux/amd64", "linux/arm64"], "credential": "dockerhub"}]}
 
 Rules are tried in order; the first whose registry, repository and tag filters all match wins.
 No match: None (acknowledge the event, import nothing).
@@ -18,7 +18,7 @@ import json
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -27,9 +27,10 @@ from ..auth import Credential
 from ..values.errors import UsageError
 from ..values.media import Platform
 from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
-from ..engine.request import ImportRequest
+from ..engine.request import ImportRequest, parse_referrer_types, parse_verify
 from .events import PushEvent
 from .semver import Range
+from .sync import SyncSpec, parse_sync, select_tags
 
 __all__ = ["MatchedImport", "MirrorRule", "MirrorRules", "RULES_FILE_SETTING"]
 
@@ -38,7 +39,8 @@ MAX_RULES_FILE_BYTES = 1024 * 1024
 PLACEHOLDERS = ("registry", "repository", "name", "tag")
 MODES = {"noforce": "NoForce", "force": "Force"}
 _FIELDS = ("name", "description", "registry", "repository", "tags", "excludeTags", "semver",
-           "includePrerelease", "target", "targetRegistry", "mode", "platform", "credential")
+           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential",
+           "referrers", "referrersArtifactTypes", "verify", "sync")
 _TOP_FIELDS = ("version", "description", "rules")
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 _GLOB_CHARS = frozenset("*?[")
@@ -56,8 +58,12 @@ class MatchedImport:
     target: TargetSpec
     target_registry: str | None  # None: the app's IMPORT_TARGET_REGISTRY
     mode: str  # "NoForce" | "Force"
-    platform: Platform | None
+    platforms: tuple[Platform, ...]  # rule's `platform` or `platforms`; empty: every platform
     credential: str | None  # the NAME of a credential entry for the source; never a secret
+    include_referrers: bool = False
+    referrer_types: tuple[str, ...] = ()
+    verify_keys: tuple[tuple[str, str], ...] = ()  # (name, PEM): public keys written in the rule
+    verify_key_refs: tuple[str, ...] = ()  # names of keys the app holds (IMPORT_VERIFY_KEYS)
 
     @property
     def force(self) -> bool:
@@ -78,7 +84,9 @@ class MatchedImport:
         """The ImportRequest; `credential` is what the caller looked up by `self.credential`."""
         return ImportRequest(source=self.source, targets=(self.target,),
                              target_registry=self.resolved_target_registry(default_target_registry),
-                             force=self.force, platform=self.platform, credential=credential)
+                             force=self.force, platforms=self.platforms, credential=credential,
+                             include_referrers=self.include_referrers, referrer_types=self.referrer_types,
+                             verify_keys=self.verify_keys, verify_key_refs=self.verify_key_refs)
 
     def dedupe_key(self, default_target_registry: str | None) -> str:
         from .dedupe import dedupe_key  # local: dedupe is the leaf module
@@ -99,15 +107,23 @@ class MirrorRule:
     target: str  # template
     target_registry: str | None
     mode: str
-    platform: Platform | None
+    platforms: tuple[Platform, ...]
     credential: str | None
+    include_referrers: bool = False
+    referrer_types: tuple[str, ...] = ()
+    verify_keys: tuple[tuple[str, str], ...] = ()
+    verify_key_refs: tuple[str, ...] = ()
+    sync: SyncSpec | None = None  # polled on a schedule (docs/sync.md) as well as matched against events
 
     def matches(self, event: PushEvent) -> bool:
         if not fnmatchcase(event.registry.lower(), self.registry):
             return False
         if not fnmatchcase(event.repository, self.repository):
             return False
-        tag = event.tag
+        return self.tag_matches(event.tag)
+
+    def tag_matches(self, tag: str) -> bool:
+        """Do `tags`, `excludeTags` and `semver` (with `includePrerelease`) let this tag through?"""
         if self.tags is not None and not self.tags.fullmatch(tag):
             return False
         if self.exclude_tags is not None and self.exclude_tags.fullmatch(tag):
@@ -115,6 +131,12 @@ class MirrorRule:
         if self.semver is not None and not self.semver.contains(tag, include_prerelease=self.include_prerelease):
             return False
         return True
+
+    def select_tags(self, tags: list[str]) -> list[str]:
+        """The upstream tags a sync pass considers: every filter, then `sync.latest` (triggers/sync.py)."""
+        return select_tags(tags, include=self.tags, exclude=self.exclude_tags, semver=self.semver,
+                           include_prerelease=self.include_prerelease,
+                           latest=self.sync.latest if self.sync else None)
 
     def render_target(self, event: PushEvent) -> TargetSpec:
         values = _values(event.registry, event.repository, event.tag)
@@ -124,6 +146,14 @@ class MirrorRule:
         except UsageError as exc:
             raise UsageError(f"mirror rule {self.index} ({self.name}): target {self.target!r} gives {text[:120]!r} "
                              f"for {event.reference}: {exc.message}", target=f"rules[{self.index}].target") from None
+
+    def matched_import(self, event: PushEvent) -> MatchedImport:
+        """What this rule imports for `event` (it is not checked that the rule matches it)."""
+        return MatchedImport(rule_index=self.index, rule_name=self.name, event=event, source=event.reference,
+                             target=self.render_target(event), target_registry=self.target_registry,
+                             mode=self.mode, platforms=self.platforms, credential=self.credential,
+                             include_referrers=self.include_referrers, referrer_types=self.referrer_types,
+                             verify_keys=self.verify_keys, verify_key_refs=self.verify_key_refs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,25 +166,37 @@ class MirrorRules:
         template renders an invalid target for this event (a configuration error, named)."""
         for rule in self.rules:
             if rule.matches(event):
-                return MatchedImport(rule_index=rule.index, rule_name=rule.name, event=event,
-                                     source=event.reference, target=rule.render_target(event),
-                                     target_registry=rule.target_registry, mode=rule.mode,
-                                     platform=rule.platform, credential=rule.credential)
+                return rule.matched_import(event)
         return None
+
+    @property
+    def sync_rules(self) -> tuple[MirrorRule, ...]:
+        """The rules with a `sync` object, in file order."""
+        return tuple(rule for rule in self.rules if rule.sync is not None)
+
+    def sync_rule(self, name: str) -> MirrorRule:
+        """The sync rule named `name`; UsageError (naming the known ones) when there is none."""
+        for rule in self.sync_rules:
+            if rule.name == name:
+                return rule
+        known = ", ".join(rule.name for rule in self.sync_rules) or "none"
+        raise UsageError(f"no sync rule named {name[:80]!r} in {self.source} (sync rules: {known})", target="rule")
 
     def __len__(self) -> int:
         return len(self.rules)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> MirrorRules:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, key_names: Collection[str] | None = None
+                 ) -> MirrorRules:
         """Load IMPORT_MIRROR_RULES_FILE (relative to the working directory, the function app root);
-        unset: no rules, every event is acknowledged and ignored."""
+        unset: no rules, every event is acknowledged and ignored. `key_names`: the keys a rule's
+        verify.keyRefs may name (IMPORT_VERIFY_KEYS); None: checked when an import runs instead."""
         env = os.environ if env is None else env
         path = (env.get(RULES_FILE_SETTING) or "").strip()
-        return cls.load(path) if path else cls()
+        return cls.load(path, key_names=key_names) if path else cls()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> MirrorRules:
+    def load(cls, path: str | os.PathLike, *, key_names: Collection[str] | None = None) -> MirrorRules:
         p = Path(path).expanduser()
         try:
             size = p.stat().st_size
@@ -166,10 +208,11 @@ class MirrorRules:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read mirror rules file {p}: {exc.__class__.__name__}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
-        return cls.from_json(text, source=str(p))
+        return cls.from_json(text, source=str(p), key_names=key_names)
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, source: str = "<string>") -> MirrorRules:
+    def from_json(cls, text: str | bytes, *, source: str = "<string>",
+                  key_names: Collection[str] | None = None) -> MirrorRules:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -177,10 +220,11 @@ class MirrorRules:
                              f"{exc.msg}") from None
         except (ValueError, TypeError, RecursionError) as exc:
             raise UsageError(f"mirror rules file {source}: not valid JSON ({exc.__class__.__name__})") from None
-        return cls.from_data(data, source=source)
+        return cls.from_data(data, source=source, key_names=key_names)
 
     @classmethod
-    def from_data(cls, data: object, *, source: str = "<data>") -> MirrorRules:
+    def from_data(cls, data: object, *, source: str = "<data>", key_names: Collection[str] | None = None
+                  ) -> MirrorRules:
         def fail(where: str, message: str) -> UsageError:
             return UsageError(f"mirror rules file {source}: {where}: {message}", target=where)
 
@@ -194,10 +238,18 @@ class MirrorRules:
         rules = data.get("rules")
         if not isinstance(rules, list):
             raise fail("rules", "required, an array of rules")
-        return cls(tuple(_rule(i, raw, fail) for i, raw in enumerate(rules)), source)
+        parsed = tuple(_rule(i, raw, fail, key_names) for i, raw in enumerate(rules))
+        seen: dict[str, int] = {}
+        for rule in parsed:
+            if rule.sync is not None:
+                if rule.name in seen:
+                    raise fail(f"rules[{rule.index}].name", f"{rule.name!r} is also the name of rules[{seen[rule.name]}]; "
+                                                            "sync rules need distinct names")
+                seen[rule.name] = rule.index
+        return cls(parsed, source)
 
 
-def _rule(i: int, raw: object, fail) -> MirrorRule:
+def _rule(i: int, raw: object, fail, key_names: Collection[str] | None = None) -> MirrorRule:
     where = f"rules[{i}]"
     if not isinstance(raw, dict):
         raise fail(where, "a rule must be an object")
@@ -215,7 +267,8 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
             raise fail(f"{where}.{key}", f"expected a non-empty string, got {json.dumps(value)[:60]}")
         return value.strip()
 
-    name = text("name") or f"rule {i}"
+    named = text("name")
+    name = named or f"rule {i}"
     text("description")
     registry = _registry_pattern(text("registry", required=True), f"{where}.registry", fail)
     repository = text("repository", required=True)
@@ -231,11 +284,13 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
         raise fail(f"{where}.includePrerelease", "expected true or false")
     target = _template(text("target", default="{repository}"), f"{where}.target", fail)
     target_registry = _parsed(parse_registry, text("targetRegistry"), f"{where}.targetRegistry", fail)
-    mode_text = text("mode", default="NoForce")
+    # A sync rule mirrors: a tag re-pushed upstream (a patched base under the same `1.27`) must move
+    # the mirror's tag too, so its mode defaults to Force (docs/sync.md); events follow the rule's mode.
+    mode_text = text("mode", default="Force" if raw.get("sync") is not None else "NoForce")
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")
-    platform = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
+    platforms = _platforms(raw, where, text, fail)
     credential = raw.get("credential")
     if isinstance(credential, dict):
         raise fail(f"{where}.credential", "must be the NAME of a credential entry, never the secret itself")
@@ -243,8 +298,39 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
     if credential is not None and not _CREDENTIAL_NAME.fullmatch(credential):
         raise fail(f"{where}.credential", f"{credential[:40]!r}: a credential entry name is 1-64 of letters, "
                                           "digits, '.', '_', '-'")
+    referrers = raw.get("referrers", False)
+    if not isinstance(referrers, bool):
+        raise fail(f"{where}.referrers", "expected true or false")
+    try:
+        referrer_types = parse_referrer_types(raw.get("referrersArtifactTypes"), referrers,
+                                              where=f"{where}.referrersArtifactTypes")
+        keys, key_refs = parse_verify(raw.get("verify"), key_names, where=f"{where}.verify")
+    except UsageError as exc:
+        raise fail(exc.target or where, exc.message.removeprefix(f"{exc.target}: ")) from None
+    sync = None
+    if raw.get("sync") is not None:
+        sync = parse_sync(raw["sync"], where=f"{where}.sync", fail=fail, name=named, registry=registry,
+                          repository=repository)
     return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
-                      target_registry, mode, platform, credential)
+                      target_registry, mode, platforms, credential, referrers, referrer_types, keys, key_refs, sync)
+
+
+def _platforms(raw: dict, where: str, text, fail) -> tuple[Platform, ...]:
+    """`platform` (one) or `platforms` (a non-empty list: a new index of just those), never both."""
+    one = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
+    many = raw.get("platforms")
+    if many is None:
+        return (one,) if one else ()
+    if one is not None:
+        raise fail(f"{where}.platforms", "give platform or platforms, not both")
+    if not isinstance(many, list) or not many:
+        raise fail(f"{where}.platforms", 'expected a non-empty array such as ["linux/amd64", "linux/arm64"]')
+    parsed = []
+    for j, item in enumerate(many):
+        if not isinstance(item, str):
+            raise fail(f"{where}.platforms[{j}]", f"expected a string, got {json.dumps(item)[:60]}")
+        parsed.append(_parsed(Platform.parse, item.strip(), f"{where}.platforms[{j}]", fail))
+    return tuple(dict.fromkeys(parsed))
 
 
 def _parsed(parse, value: str | None, where: str, fail):

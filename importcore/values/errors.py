@@ -5,7 +5,8 @@
     ├── PolicyError                refused by our own rules before any copy
     │   ├── HostNotAllowed         source host is loopback/private/metadata and not allow-listed
     │   ├── LimitExceeded          too many manifests, a layer too large, a body too large
-    │   └── ConflictError          NoForce: a target tag already points at another digest
+    │   ├── ConflictError          NoForce: a target tag already points at another digest
+    │   └── SignatureVerificationFailed  verify before promote: no valid signature by the configured keys
     ├── RegistryError              a registry answered with an error status (+ OCI error codes)
     │   ├── AuthError              401/403, UNAUTHORIZED, DENIED
     │   └── NotFoundError          404, NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN
@@ -30,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "PolicyError",
     "RegistryError",
+    "SignatureVerificationFailed",
     "TransportError",
     "UsageError",
 ]
@@ -79,6 +81,13 @@ class LimitExceeded(PolicyError):
 
 class ConflictError(PolicyError):
     code = "TagConflict"
+
+
+class SignatureVerificationFailed(PolicyError):
+    """The source carries no valid signature by any configured key: nothing was tagged. Permanent:
+    asking again finds the same signatures (a new one means a new request)."""
+
+    code = "SignatureVerificationFailed"
 
 
 class RegistryError(ImporterError):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arm import parse_registry_names
 from .errors import UsageError
 
 __all__ = ["Settings"]
 
 GiB = 1024**3
+DEFAULT_TIMER_SCHEDULE = "0 */1 * * * *"  # every minute, on the minute
+_TIMESPAN = re.compile(r"(?:\d+\.)?\d+:\d+(?::\d+(?:\.\d+)?)?")
 DEFAULT_PUBLIC_REGISTRIES = (
     "docker.io", "mcr.microsoft.com", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws",
     "nvcr.io", "registry.gitlab.com",
@@ -35,6 +40,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise UsageError(f"setting {name}={raw[:20]!r} is not true or false")
+
+
 def _auth_file(env: Mapping[str, str]) -> Path:
     # Same search order as podman/skopeo and the docker CLI.
     if env.get("REGISTRY_AUTH_FILE"):
@@ -44,6 +58,18 @@ def _auth_file(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
 
 
+def _schedule(env: Mapping[str, str], name: str) -> str:
+    # A timer binding's schedule. Only its shape is checked here (the host parses it fully), so a
+    # typo names the setting rather than surfacing as a binding error.
+    value = (env.get(name) or "").strip()
+    if not value:
+        return DEFAULT_TIMER_SCHEDULE
+    if len(value.split()) not in (5, 6) and not _TIMESPAN.fullmatch(value):
+        raise UsageError(f"setting {name}={value[:60]!r} is not an NCRONTAB expression "
+                         "('second minute hour day month day-of-week', e.g. '0 */1 * * * *') or a TimeSpan")
+    return value
+
+
 def _deadline_margin(env: Mapping[str, str]) -> int:
     margin = _int(env, "IMPORT_DEADLINE_MARGIN_SECONDS", 60, minimum=0)
     timeout = _int(env, "IMPORT_FUNCTION_TIMEOUT_SECONDS", 600)
@@ -51,6 +77,31 @@ def _deadline_margin(env: Mapping[str, str]) -> int:
         raise UsageError(f"setting IMPORT_DEADLINE_MARGIN_SECONDS={margin} must be less than "
                          f"IMPORT_FUNCTION_TIMEOUT_SECONDS={timeout}")
     return margin
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+
+
+def _verify_keys(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """IMPORT_VERIFY_KEYS: a JSON object naming the public keys requests may refer to (keyRefs):
+    {"release": "<PEM>" or "<path of a PEM file>"}. The values are never shown in an error."""
+    raw = (env.get("IMPORT_VERIFY_KEYS") or "").strip()
+    if not raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise UsageError("setting IMPORT_VERIFY_KEYS is not a JSON object "
+                         '({"name": "<PEM or path of a PEM file>", ...})') from None
+    if not isinstance(data, dict):
+        raise UsageError("setting IMPORT_VERIFY_KEYS must be a JSON object of key names")
+    for name, value in data.items():
+        if not _KEY_NAME.fullmatch(name):
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: key name {name[:40]!r} must be 1-64 of letters, digits, "
+                             "'.', '_', '-'")
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: {name!r} must be a PEM public key or a file path")
+    return tuple((name, value.strip()) for name, value in data.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +116,35 @@ class Settings:
     max_manifests: int = 50
     max_layer_bytes_public: int = 2 * GiB
     blob_concurrency: int = 16
-    queue_name: str = "imports"
+    queue_name: str = "imports"  # function_app.py binds its queue triggers to this and <name>-poison
     jobs_table: str = "importjobs"
+    timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # function_app.py binds the sweep timer to this
+    sync_timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # ... and the sync timer to this
     credential_key: str | None = None
     max_attempts: int = 5
     lease_seconds: int = 600
     job_ttl_days: int = 7
     retry_base_seconds: int = 30
     # host.json functionTimeout (10 min); the worker starts no blob transfer in the last margin
-    # seconds and re-schedules the job rather than be cut off by the host (issue 4).
+    # seconds and re-schedules the job rather than be cut off by the host.
     function_timeout_seconds: int = 600
     deadline_margin_seconds: int = 60
     arm_endpoint: str = "https://management.azure.com"
     managed_identity_client_id: str | None = None
+    # The ARM route (ImportImage): {registryName} -> login server pairs besides the target's ACR name,
+    # the Retry-After its 202s carry, and who may call it (service/armapi.py).
+    registry_names: tuple[tuple[str, str], ...] = ()
+    arm_retry_after_seconds: int = 10
+    arm_allow_anonymous: bool = False  # explicit opt-out of App Service Authentication on the ARM route
+    # Set by the platform, not by us: App Service Authentication (Easy Auth) is on for this app; the
+    # app runs in App Service/Functions in Azure; it runs under Core Tools or devhost (local, unauthenticated).
+    easy_auth_enabled: bool = False
+    in_azure: bool = False
+    local_host: bool = False
+    # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
+    # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
+    sync_min_remaining: int = 10
+    verify_keys: tuple[tuple[str, str], ...] = ()  # keyRef name -> PEM or PEM file path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +162,8 @@ class Settings:
             blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 16),
             queue_name=env.get("IMPORT_QUEUE") or "imports",
             jobs_table=env.get("IMPORT_JOBS_TABLE") or "importjobs",
+            timer_schedule=_schedule(env, "IMPORT_TIMER_SCHEDULE"),
+            sync_timer_schedule=_schedule(env, "IMPORT_SYNC_TIMER_SCHEDULE"),
             credential_key=env.get("IMPORT_CREDENTIAL_KEY") or None,
             max_attempts=_int(env, "IMPORT_MAX_ATTEMPTS", 5),
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
@@ -104,4 +173,12 @@ class Settings:
             deadline_margin_seconds=_deadline_margin(env),
             arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
             managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
+            registry_names=parse_registry_names(env.get("IMPORT_REGISTRY_NAMES")),
+            arm_retry_after_seconds=_int(env, "IMPORT_ARM_RETRY_AFTER_SECONDS", 10),
+            arm_allow_anonymous=_bool(env, "IMPORT_ARM_ALLOW_ANONYMOUS"),
+            easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
+            in_azure=bool((env.get("WEBSITE_SITE_NAME") or "").strip()),
+            local_host=(env.get("FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").strip().lower() == "true",
+            sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
+            verify_keys=_verify_keys(env),
         )
