@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
@@ -26,10 +26,12 @@ from .blobcopy import SMALL_BLOB, BlobOutcome, copy_blob
 from ..values.errors import ConflictError, ImporterError
 from ..values.media import Descriptor, Platform
 from .plan import Limits, Plan, plan_import
-from .referrers import ReferrerOptions, check_no_conflict, copy_referrers, discover_referrers
-from .verify import VerifyPolicy, require_signature
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
+
+if TYPE_CHECKING:  # imported when an import asks for them: they bring `cryptography` (~10 % of start-up)
+    from .referrers import ReferrerOptions
+    from .verify import VerifyPolicy
 
 __all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "connections_for", "run_import"]
 
@@ -157,10 +159,15 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
         result.source_digest = plan.source.digest or plan.top.digest
         result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
         if options.verify is not None:  # before anything is copied or tagged
+            from .verify import require_signature
+
             result.verified = require_signature(source, plan, options.verify).to_dict()
-        found = None if options.referrers is None else discover_referrers(
-            source, plan.source, [m.digest for m in plan.manifests], options.referrers, options.limits,
-            copy_foreign=options.copy_foreign)
+        found = None
+        if options.referrers is not None:
+            from .referrers import check_no_conflict, copy_referrers, discover_referrers
+
+            found = discover_referrers(source, plan.source, [m.digest for m in plan.manifests], options.referrers,
+                                       options.limits, copy_foreign=options.copy_foreign)
         if options.platforms and found is None and _all_present(target, targets, plan.top.digest, heads):
             # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
             result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]

@@ -6,7 +6,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..auth import Credential
-from ..values.cosign import load_public_key
 from ..values.errors import UsageError
 from ..values.media import Platform
 from ..values.reference import Reference, TargetSpec, parse_target
@@ -131,6 +130,8 @@ def parse_verify(value: object, key_names: Collection[str] | None, *, where: str
                              target=f"{where}.{field_name}")
     if not pems and not refs:
         raise UsageError(f"{where} needs at least one of keys or keyRefs", target=where)
+    from ..values.cosign import load_public_key  # `cryptography`: only for requests that verify
+
     keys = []
     for i, pem in enumerate(pems):
         name = f"{where}.keys[{i}]"

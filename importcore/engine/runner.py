@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from typing import TYPE_CHECKING
 from collections.abc import Callable
 
 import httpx
@@ -17,9 +18,6 @@ from .imagecopy import CopyOptions, ImportResult, Progress, SessionHook, connect
 from ..values.errors import HostNotAllowed, ImporterError
 from ..net.hostpolicy import HostPolicy
 from .plan import Limits
-from .referrers import ReferrerOptions
-from .verify import VerifyPolicy
-from ..values.cosign import PublicKey, load_public_key
 from ..values.errors import UsageError
 from ..observe.redact import scrub
 from ..values.reference import parse_registry
@@ -27,6 +25,9 @@ from ..registry.client import RegistryClient
 from .request import ImportRequest
 from ..values.settings import Settings
 from ..net.transport import make_http_client
+
+if TYPE_CHECKING:  # imported when a request asks for them: they bring `cryptography`
+    from .verify import VerifyPolicy
 
 __all__ = ["cancel_sessions", "execute", "policy_for", "verify_policy"]
 
@@ -77,9 +78,13 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
         public = src_registry in settings.public_registries
         limits = Limits(max_manifests=settings.max_manifests,
                         max_layer_bytes=settings.max_layer_bytes_public if public else None)
+        referrers = None
+        if request.include_referrers:
+            from .referrers import ReferrerOptions
+
+            referrers = ReferrerOptions(request.referrer_types)
         options = CopyOptions(force=request.force, platforms=request.platforms, copy_foreign=request.copy_foreign,
-                              limits=limits, concurrency=settings.blob_concurrency,
-                              referrers=ReferrerOptions(request.referrer_types) if request.include_referrers else None,
+                              limits=limits, concurrency=settings.blob_concurrency, referrers=referrers,
                               verify=verify_policy(request, settings) if request.verifies else None)
         if request.target_registry != src_registry:
             try:
@@ -110,6 +115,9 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
 
 def verify_policy(request: ImportRequest, settings: Settings) -> VerifyPolicy:
     """The request's keys, and the ones it names from IMPORT_VERIFY_KEYS (a PEM, or the path of one)."""
+    from ..values.cosign import PublicKey, load_public_key
+    from .verify import VerifyPolicy
+
     keys: list[PublicKey] = [load_public_key(pem, name=name, target="verify.keys") for name, pem in request.verify_keys]
     held = dict(settings.verify_keys)
     for i, ref in enumerate(request.verify_key_refs):
