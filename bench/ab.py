@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
 
 from bench.measure import median  # noqa: E402
 from bench.scenarios import FULL, SMOKE, Bench  # noqa: E402
+from bench.syncbench import sync_run, unchanged_upstream  # noqa: E402
 from bench.wan import _noop_target, proxied_run, traffic  # noqa: E402
 
 
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--a", required=True, help="checkout (a directory holding importcore/) or 'skopeo'")
     parser.add_argument("--b", required=True, help="checkout or 'skopeo'")
-    parser.add_argument("--workload", choices=("small", "large", "noop"), default="small")
+    parser.add_argument("--workload", choices=("small", "large", "noop", "sync"), default="small",
+                        help="scenario 7's three, or scenario 8's unchanged sync (--tags of them)")
+    parser.add_argument("--tags", type=int, default=50, help="sync: tags in the upstream")
     parser.add_argument("--rtt", type=float, default=30.0, help="round trip per request, ms (0: loopback)")
     parser.add_argument("--connect-rtt", type=float, default=0.0, help="extra per new connection, ms")
     parser.add_argument("--pairs", type=int, default=5)
@@ -41,8 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(work, sizes, log=print)
     sides = {"A": args.a, "B": args.b}
     try:
-        image = {"small": bench.small_image, "large": bench.multiarch_image, "noop": bench.noop_image}[args.workload]()
         rtt, connect = args.rtt / 1000, args.connect_rtt / 1000
+        if args.workload == "sync":
+            tags = [f"1.0.{i}" for i in range(args.tags)]
+            with unchanged_upstream(bench, tags) as (images, tgt):
+                a, b = bench._pairs("ab", images[0], args.pairs, tools=("A", "B"), timed=lambda side, i: sync_run(
+                    bench, "skopeo" if sides[side] == "skopeo" else side, tags, tgt, rtt=rtt, connect_rtt=connect,
+                    root=ROOT if sides[side] == "skopeo" else Path(sides[side]).resolve()))
+            _report(sides, a, b)
+            return 0
+        image = {"small": bench.small_image, "large": bench.multiarch_image, "noop": bench.noop_image}[args.workload]()
         timelines: dict[str, list] = {}
 
         def timed(side: str, i: int, **kw):
@@ -59,24 +70,29 @@ def main(argv: list[str] | None = None) -> int:
                     side, i, target=tgt, target_repo="mirror/noop"))
         else:
             a, b = bench._pairs("ab", image, args.pairs, tools=("A", "B"), timed=timed)
-        for side, runs in (("A", a), ("B", b)):
-            counted = [traffic(r) for r in runs]
-            print(f"{side} ({sides[side]}): wall {median([r.wall for r in runs]):.3f} s "
-                  f"[{', '.join(f'{r.wall:.3f}' for r in sorted(runs, key=lambda r: r.wall))}]; "
-                  f"CPU {median([r.cpu for r in runs]):.3f} s; requests {median([c['requests'] for c in counted]):.0f}; "
-                  f"connections {median([c['connections'] for c in counted]):.0f}; in flight "
-                  f"{median([c['in_flight'] for c in counted]):.1f}; first request "
-                  f"{median([c['first_request_s'] or 0 for c in counted]) * 1000:.0f} ms")
+        _report(sides, a, b)
         if args.timeline:
             for side, rows in timelines.items():
                 print(f"--- {side}: request timeline of its last run (ms from process start)")
                 for start, end, kind in rows:
                     print(f"{start * 1000:8.1f} {end * 1000:8.1f}  {kind}")
-        print(f"B/A {median([r.wall for r in b]) / median([r.wall for r in a]):.3f}")
     finally:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _report(sides: dict[str, str], a: list, b: list) -> None:
+    for side, runs in (("A", a), ("B", b)):
+        counted = [traffic(r) for r in runs]
+        print(f"{side} ({sides[side]}): wall {median([r.wall for r in runs]):.3f} s "
+              f"[{', '.join(f'{r.wall:.3f}' for r in sorted(runs, key=lambda r: r.wall))}]; "
+              f"CPU {median([r.cpu for r in runs]):.3f} s; requests {median([c['requests'] for c in counted]):.0f} "
+              f"(source {median([c['source_requests'] for c in counted]):.0f}); "
+              f"connections {median([c['connections'] for c in counted]):.0f}; in flight "
+              f"{median([c['in_flight'] for c in counted]):.1f}; first request "
+              f"{median([c['first_request_s'] or 0 for c in counted]) * 1000:.0f} ms")
+    print(f"B/A {median([r.wall for r in b]) / median([r.wall for r in a]):.3f}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def _kind(method: str, path: str) -> str:
         return f"{method} blob"
     if "/manifests/" in path:
         return f"{method} manifest"
+    if path.endswith("/tags/list"):
+        return f"{method} tags"
     return f"{method} {path if path in ('/v2/', '/v2') else 'other'}"
 
 

@@ -29,9 +29,10 @@ if str(ROOT) not in sys.path:
 from bench import report  # noqa: E402
 from bench.scenarios import FULL, SMOKE, Bench, wait_quiet  # noqa: E402
 from bench.service import scenario6  # noqa: E402
+from bench.syncbench import scenario8  # noqa: E402
 from bench.wan import scenario7, scenario9  # noqa: E402
 
-SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 9)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 def log(text: str) -> None:
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = scenario6(work, sizes.s6_imports, log=log)
             elif sid == 7:
                 result = scenario7(bench)
+            elif sid == 8:
+                result = scenario8(bench)
             elif sid == 9:
                 result = scenario9(bench)
             else:

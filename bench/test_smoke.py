@@ -26,18 +26,27 @@ def test_bench_smoke_run_completes_and_reports(tmp_path):
                           check=False)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
 
-    for sid in range(1, 6):
+    for sid in (1, 2, 3, 4, 5, 8, 9):
         assert f"scenario {sid}: ours " in proc.stdout and "ratio " in proc.stdout, proc.stdout
     assert "imports/min" in proc.stdout, proc.stdout
+    assert "scenario 7 (" in proc.stdout and "set-up free" in proc.stdout, proc.stdout
 
     results = json.loads((out / "results.json").read_text())
     assert results["smoke"] is True
-    assert [s["id"] for s in results["scenarios"]] == [1, 2, 3, 4, 5, 6]
-    for scenario in results["scenarios"][:5]:
+    by_id = {s["id"]: s for s in results["scenarios"]}
+    assert list(by_id) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    for sid in (1, 2, 3, 4, 5, 8, 9):
+        scenario = by_id[sid]
         assert math.isfinite(scenario["ratio"]) and scenario["ratio"] > 0
         assert scenario["ours"]["rss_mib"] > 0 and scenario["skopeo"]["rss_mib"] > 0
-    service = results["scenarios"][5]
+    service = by_id[6]
     assert service["succeeded"] == service["imports"], service
+    wan = by_id[7]["parts"]  # three workloads, set-up charged and free, requests and connections counted
+    assert [(p["key"], p["mode"]) for p in wan] == [(k, m) for k in ("small", "large", "noop")
+                                                     for m in ("measured", "setup-free")]
+    assert all(p["ours"]["requests"] > 0 and p["skopeo"]["connections"] > 0 for p in wan)
+    assert by_id[8]["ours"]["source"]["manifest_gets"] == 0  # an unchanged sync spends no pull
+    assert by_id[9]["first_request_s"]["ours"] > 0
 
     report = (out / "BENCHMARKS.md").read_text()
     assert "<!-- bench:begin -->" in report and "| # | scenario |" in report and "benchmarks.png" in report

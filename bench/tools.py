@@ -67,6 +67,22 @@ class Tools:
         return run
 
 
+    def ours_sync(self, rules: Path, *, root: Path = ROOT) -> Run:
+        """`python -m importcore sync --rules FILE --output json` (the target registry is in the rules)."""
+        argv = [self.python, "-m", "importcore", "sync", "--rules", str(rules), "--output", "json"]
+        run = run_command("ours", argv, self.ours_env, cwd=str(root))
+        _check(run, argv)
+        return run
+
+    def skopeo_sync(self, yaml: Path, dest: str) -> Run:
+        """`skopeo sync --all --preserve-digests --src yaml --dest docker FILE DEST` (plain http)."""
+        argv = [self.skopeo, "--policy", str(self.policy), "sync", "--all", "--preserve-digests", "--src", "yaml",
+                "--dest", "docker", "--dest-tls-verify=false", str(yaml), dest]
+        run = run_command("skopeo", argv, self.skopeo_env)
+        _check(run, argv)
+        return run
+
+
 def _check(run: Run, argv: list[str]) -> None:
     if run.rc != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {run.rc}:\n{run.stderr[-3000:]}")

@@ -258,9 +258,10 @@ class SyncPlanner:
         outcomes: dict[int, tuple[str, object]] = {}
 
         def one(candidate: _Candidate) -> None:
-            outcomes[candidate.order] = self._one(rule, candidate, source, target, target_registry, budget)
+            outcomes[candidate.order] = self._one(rule, candidate, source, target, target_registry, budget, heads)
 
-        with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="sync-head") as pool:
+        with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="sync-head") as pool, \
+                ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="sync-target") as heads:
             list(pool.map(one, candidates))
         for candidate in candidates:
             kind, value = outcomes[candidate.order]
@@ -276,17 +277,20 @@ class SyncPlanner:
                 result.failed.append(value)
 
     def _one(self, rule: MirrorRule, candidate: _Candidate, source: RegistryClient, target: RegistryClient,
-             target_registry: str, budget: _Budget) -> tuple[str, object]:
+             target_registry: str, budget: _Budget, heads: ThreadPoolExecutor) -> tuple[str, object]:
         matched = candidate.matched
         ref, spec = matched.source, matched.target
         if budget.stopped:
             return "deferred", budget.stopped
         try:
+            # The target tag's HEAD needs nothing from the upstream's: both go out at once, one round
+            # trip per tag (the target's answer is dropped when the upstream's says gone or 429).
+            mirrored = heads.submit(target.manifest_head, spec.repository, spec.tag) if spec.tag else None
             found = source.manifest_head(ref.repository, ref.tag or "latest")
             if found is None:
                 return "gone", None  # deleted upstream between the listing and the HEAD
             digest, media_type = found[0], found[1].split(";")[0].strip()
-            current = target.manifest_head(spec.repository, spec.tag or digest)
+            current = mirrored.result() if mirrored is not None else target.manifest_head(spec.repository, digest)
             if current is not None and current[0] == digest:
                 return "unchanged", None
             if current is not None and matched.platforms and media_type in INDEX_TYPES:
