@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtt", type=float, default=30.0, help="round trip per request, ms (0: loopback)")
     parser.add_argument("--connect-rtt", type=float, default=0.0, help="extra per new connection, ms")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--direct", action="store_true", help="no proxies: straight to the registries on loopback "
+                        "(scenarios 1-3); wall and CPU only")
     parser.add_argument("--smoke", action="store_true", help="smoke sizes")
     parser.add_argument("--timeline", action="store_true", help="print each side's last run, request by request")
     args = parser.parse_args(argv)
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             where = sides[side]
             tool = "skopeo" if where == "skopeo" else side
             root = ROOT if where == "skopeo" else Path(where).resolve()
+            if args.direct:
+                return bench._timed(tool, image, i, root=root, **kw)
             timelines[side] = []
             return proxied_run(bench, tool, image, i, rtt=rtt, connect_rtt=connect, root=root,
                                timeline=timelines[side], **kw)

@@ -171,24 +171,24 @@ class Bench:
             shutil.rmtree(path, ignore_errors=True)
 
     def _timed(self, tool: str, image: Image, i: int, *, source: RegistryServer | None = None,
-               target: RegistryServer | None = None, target_repo: str | None = None) -> Run:
+               target: RegistryServer | None = None, target_repo: str | None = None, root: Path = ROOT) -> Run:
         """One run of `tool` copying `image` into a fresh registry (or `target`), checked, with its meters."""
         source = source or self.source
         with (self.registry("target") if target is None else _given(target)) as tgt:
-            repo = target_repo or f"{image.repo}-{tool}-{i if i >= 0 else 'warmup'}"
+            repo = target_repo or f"{image.repo}-{tool.lower()}-{i if i >= 0 else 'warmup'}"
             src_ref, dst_image = f"{source.host}/{image.ref}", f"{repo}:{image.tag}"
             registries = {"source": source} if source is tgt else {"source": source, "target": tgt}
             os.sync()  # dirty pages of earlier pushes are written back now, not during the timed run
             with Meter(registries) as meter:
-                if tool == "ours":
-                    run = self.tools.ours(src_ref, tgt.host, dst_image)
-                else:
+                if tool == "skopeo":
                     run = self.tools.skopeo_copy(src_ref, f"{tgt.host}/{dst_image}")
+                else:
+                    run = self.tools.ours(src_ref, tgt.host, dst_image, root=root)
                 run.extra.update(meter.stop(run))
             served = served_digest(tgt.host, repo, image.tag or image.digest)
             if served != image.digest:
                 raise RuntimeError(f"{tool} run {i}: target serves {served}, the source is {image.digest}")
-            if tool == "ours":
+            if tool != "skopeo":
                 run.extra["result"] = json.loads(run.stdout)
         return run
 
