@@ -83,6 +83,10 @@ class _Stats:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY towards the client, as the registries (Go) and the upstream connection have it: the
+    # headers and the body go out in separate writes, and with Nagle the body would wait for the
+    # client's delayed ACK (40 ms on Linux) — a stall no real registry adds.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, *args) -> None:  # quiet
