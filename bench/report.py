@@ -40,7 +40,7 @@ def one_line(result: dict) -> str:
     o, k = result["ours"], result["skopeo"]
     text = (f"scenario {sid}: ours {_s(o['median'])} vs skopeo {_s(k['median'])}, ratio {result['ratio']:.2f}, "
             f"peak RSS {o['rss_mib']:.1f} vs {k['rss_mib']:.1f} MiB")
-    if "headline" in result and sid in (3, 4, 5, 9):
+    if "headline" in result and sid in (3, 4, 5, 8, 9):
         text += f"; ours {result['headline']['ours']}, skopeo {result['headline']['skopeo']}"
     if "target" in result:
         text += f"; target {result['target']}: {_ok(result)}"
@@ -71,7 +71,7 @@ def _rows(data: dict) -> list[list[str]]:
             continue
         o, k = r["ours"], r["skopeo"]
         key = {3: "requests, blob bytes", 4: "blob bytes transferred", 5: "peak RSS",
-               9: "wall time, first request"}.get(r["id"])
+               8: "set-up free: wall, source manifest GETs and requests", 9: "wall time, first request"}.get(r["id"])
         measured = f"{key}: ours {r['headline']['ours']}; skopeo {r['headline']['skopeo']}" if key else \
             f"ours/skopeo {r['ratio']:.2f}"
         rows.append([str(r["id"]), r["name"], r["workload"], _s(o["median"]), _s(k["median"]), f"{r['ratio']:.2f}",
@@ -113,10 +113,35 @@ def _wan_details(r: dict) -> list[str]:
     return out
 
 
+def _sync_details(r: dict) -> list[str]:
+    out = ["| connection set-up | ours (median) | skopeo (median) | ours/skopeo | at the source, ours: requests, "
+           "manifest GETs, HEADs, tag-list pages | at the source, skopeo: requests, manifest GETs | connections "
+           "ours / skopeo |", "|---|---|---|---|---|---|---|"]
+    for p in r["parts"]:
+        o, k = p["ours"], p["skopeo"]
+        setup = f"+{p['connect_rtt_ms']:g} ms per connection" if p["mode"] == "measured" else "free"
+        os_, ks = o["source"], k["source"]
+        out.append(f"| {setup} | {_s(o['median'])} | {_s(k['median'])} | {p['ratio']:.2f} | {os_['requests']:.0f}, "
+                   f"{os_['manifest_gets']:.0f}, {os_['manifest_heads']:.0f}, {os_['tag_pages']:.0f} | "
+                   f"{ks['requests']:.0f}, {ks['manifest_gets']:.0f} | {o['connections']:.0f} / {k['connections']:.0f} |")
+    out.append("")
+    for p in r["parts"]:
+        for tool in ("ours", "skopeo"):
+            side = p[tool]
+            walls = ", ".join(f"{w:.3f}" for w in side["walls"])
+            kinds = ", ".join(f"{k} ×{v:g}" for k, v in side["by_kind"].items())
+            out.append(f"- set-up {'charged' if p['mode'] == 'measured' else 'free'}, {tool}: runs {walls}; CPU "
+                       f"{side['cpu']:.2f} s; peak RSS {side['rss_mib']:.1f} MiB — {kinds}")
+    out.append("")
+    return out
+
+
 def _details(r: dict) -> list[str]:
     out = [f"### {r['id']}. {r['name']} — {r['workload']}", ""]
     if r["id"] == 7:
         return out + _wan_details(r)
+    if r["id"] == 8:
+        return out + _sync_details(r)
     if r["id"] == 6:
         cpu = ", ".join(f"{k} {v:.1f} s" for k, v in r["cpu_s"].items())
         out += [f"- {r['succeeded']}/{r['imports']} succeeded ({r['failed']} failed) in {r['span_s']:.1f} s "
@@ -156,6 +181,11 @@ def _details(r: dict) -> list[str]:
             runs = ", ".join(f"{x * 1000:.0f}" for x in r["first_request_runs"][tool])
             out.append(f"- {tool}: first request {r['first_request_s'][tool] * 1000:.0f} ms after the process "
                        f"started (median; runs {runs} ms, through zero-latency counting proxies)")
+        if "floor_s" in r:
+            f = r["floor_s"]
+            out.append(f"- floor, timed in the same rounds: `python -c pass` {f['interpreter'] * 1000:.0f} ms; "
+                       f"`python -c 'import httpx, httpcore, h11, argparse, logging, json, concurrent.futures.thread'` "
+                       f"{f['dependencies'] * 1000:.0f} ms = {r['floor_ratio']:.2f}× skopeo's whole no-op")
     if r["id"] == 5:
         for tool in ("ours", "skopeo"):
             s = r["small"][tool]
@@ -228,6 +258,9 @@ def chart(data: dict, png_path: Path) -> None:
                 if part["mode"] == "setup-free":
                     bars.append((f"7. WAN {r['rtt_ms']:g} ms\n{_part_label(part)}", part["ratio"],
                                  part["ours"]["median"], part["skopeo"]["median"], part["goal"]))
+        elif r["id"] == 8:
+            bars.append((f"8. sync, {r['tags']} tags\nunchanged (WAN)", r["ratio"], r["ours"]["median"],
+                         r["skopeo"]["median"], 0.3))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [4, 2, 1.3]},
                              layout="constrained")
     colors = {"ours": "#1f77b4", "skopeo": "#ff7f0e"}
