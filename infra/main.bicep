@@ -123,7 +123,7 @@ param maxManifests int = 50
 @description('IMPORT_MAX_LAYER_BYTES_PUBLIC: largest layer accepted from a public registry (bytes).')
 param maxLayerBytesPublic int = 2147483648
 
-@description('IMPORT_BLOB_CONCURRENCY: blobs copied in parallel per import (at most 4 of them over 1 MiB).')
+@description('IMPORT_BLOB_CONCURRENCY: blobs copied in parallel per import (at most 8 of them over 1 MiB).')
 param blobConcurrency int = 16
 
 @description('IMPORT_QUEUE: the import queue (the host adds "<name>-poison"): 3-56 lowercase letters, digits and single hyphens, starting and ending with a letter or digit.')

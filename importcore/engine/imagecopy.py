@@ -36,9 +36,10 @@ if TYPE_CHECKING:  # imported when an import asks for them: they bring `cryptogr
 __all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "connections_for", "run_import"]
 
 # Of the blobs in flight (CopyOptions.concurrency), at most this many large ones (> SMALL_BLOB): they
-# share one link and the registries' CPU (bench/ scenario 1: 2 to 8 at once within noise), while small
-# blobs are round trips more than bytes, and want many in flight over a WAN (bench/ scenario 7).
-LARGE_AT_ONCE = 4
+# share one link and the registries' CPU (bench/ scenario 1: 4 and 8 at once alike on loopback; over
+# a 100 ms link 8 save a wave of four round trips, scenario 7), while small blobs are round trips more
+# than bytes, and want many in flight over a WAN.
+LARGE_AT_ONCE = 8
 
 
 def connections_for(concurrency: int) -> int:
