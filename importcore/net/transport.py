@@ -159,4 +159,13 @@ def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: 
     # port of the same host (cookie domains ignore ports), e.g. a source's to the target. Docker's
     # and containerd's clients keep none either.
     client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    client._cookies = _NoCookies(client.cookies)  # (httpx 0.28, pinned: `cookies=` would copy the jar)
     return client
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar responses are not even offered to: httpx would build a urllib request and response per
+    response to show it the Set-Cookie headers, a tenth of the CPU of an import of small blobs."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass

@@ -40,7 +40,10 @@ class UploadSessions:
         if not location:
             raise RegistryError(f"{what}: the registry gave no upload Location", status=r.status_code)
         # Relative Locations are resolved against the request, and their query (_state) kept verbatim.
+        # An absolute one is the URL itself (parsing it once, not twice as join() does).
         try:
+            if location.startswith(("https://", "http://")):
+                return httpx.URL(location)
             return r.request.url.join(location)
         except httpx.InvalidURL:
             raise RegistryError(f"{what}: the registry gave an unusable upload Location", status=r.status_code) \
