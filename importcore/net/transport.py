@@ -137,11 +137,50 @@ def _tls_context() -> ssl.SSLContext:
     return _TrustOnFirstUse(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode CERT_REQUIRED, check_hostname on
 
 
+class _Pool(httpcore.ConnectionPool):
+    """httpcore 1.0's pool, assigning requests to connections in linear time.
+
+    Its own assignment, run under the pool's lock whenever a request starts or a response closes,
+    builds a list of every connection for each idle one (quadratic), and lists all the available and
+    all the idle connections for each queued request. With 16 blobs in flight on 32 connections that
+    was an eighth of the CPU of an import of 100 small layers (bench/: 1022 -> 897 M instructions).
+    Same decisions, same order: the first available connection to the origin, else a new one while
+    under max_connections, else the first idle one is closed to make room."""
+
+    def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
+        closing: list[httpcore.ConnectionInterface] = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired():
+                connections.remove(connection)
+                closing.append(connection)
+        surplus = len(connections) - self._max_keepalive_connections
+        for connection in [c for c in connections if c.is_idle()][:max(surplus, 0)]:
+            connections.remove(connection)
+            closing.append(connection)
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            found = next((c for c in connections if c.can_handle_request(origin) and c.is_available()), None)
+            if found is None:
+                if len(connections) >= self._max_connections:
+                    idle = next((c for c in connections if c.is_idle()), None)
+                    if idle is None:
+                        continue  # stays queued until a response closes
+                    connections.remove(idle)
+                    closing.append(idle)
+                found = self.create_connection(origin)
+                connections.append(found)
+            pool_request.assign_to_connection(found)
+        return closing
+
+
 def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: float = 60.0) -> httpx.Client:
     redact.install()  # httpx logs request URLs; upload URLs carry _state
     transport = _Transport(retries=0, verify=_tls_context())
-    # httpx 0.28 does not expose network_backend; the pool is rebuilt with ours (pinned version).
-    transport._pool = httpcore.ConnectionPool(
+    # httpx 0.28 does not expose network_backend; the pool is rebuilt with ours (pinned versions).
+    transport._pool = _Pool(
         ssl_context=_tls_context(),
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
