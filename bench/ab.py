@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ab.py --a /work/main --b . --workload small --rtt 30
     .venv/bin/python bench/ab.py --a . --b skopeo --workload noop --rtt 0
+    .venv/bin/python bench/ab.py --a . --b .@IMPORT_BLOB_CONCURRENCY=32 --workload small   # a setting
 
 Both sides run through the same proxies (scenario 7's WAN when --rtt > 0; counting only at 0), and copy
 from the same source registry. For deciding a change, not for BENCHMARKS.md: prints medians of wall
@@ -28,8 +29,9 @@ from bench.wan import _noop_target, proxied_run, traffic  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--a", required=True, help="checkout (a directory holding importcore/) or 'skopeo'")
-    parser.add_argument("--b", required=True, help="checkout or 'skopeo'")
+    parser.add_argument("--a", required=True, help="checkout (a directory holding importcore/) or 'skopeo'; "
+                        "CHECKOUT@VAR=VALUE,... runs it with those settings")
+    parser.add_argument("--b", required=True, help="checkout or 'skopeo', as --a")
     parser.add_argument("--workload", choices=("small", "large", "noop", "sync"), default="small",
                         help="scenario 7's three, or scenario 8's unchanged sync (--tags of them)")
     parser.add_argument("--tags", type=int, default=50, help="sync: tags in the upstream")
@@ -44,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     work = Path(tempfile.mkdtemp(prefix="importer-ab-"))
     bench = Bench(work, sizes, log=print)
-    sides = {"A": args.a, "B": args.b}
+    sides = {"A": args.a.partition("@")[0], "B": args.b.partition("@")[0]}
+    settings = {side: dict(kv.split("=", 1) for kv in spec.partition("@")[2].split(",") if kv)
+                for side, spec in (("A", args.a), ("B", args.b))}
+    base_env = dict(bench.tools.ours_env)
     try:
         rtt, connect = args.rtt / 1000, args.connect_rtt / 1000
         if args.workload == "sync":
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         timelines: dict[str, list] = {}
 
         def timed(side: str, i: int, **kw):
+            bench.tools.ours_env = {**base_env, **settings[side]}
             where = sides[side]
             tool = "skopeo" if where == "skopeo" else side
             root = ROOT if where == "skopeo" else Path(where).resolve()

@@ -214,7 +214,11 @@ def write_markdown(data: dict, md_path: Path, png_path: Path) -> None:
         "registry (new port, empty storage), so neither tool can reuse blobs from an earlier run. Wall time "
         "is the process's, start to exit (our Python start-up included); peak RSS and CPU come from "
         "`wait4()` rusage of that one process. Requests and bytes (scenarios 3, 4) are counted by a "
-        "reverse proxy in front of each registry, in separate untimed runs. The machine is shared: "
+        "reverse proxy in front of each registry, in separate untimed runs. Scenarios 7 and 8 run every "
+        "timed run of both tools through new delaying proxies, one in front of each registry, that hold each "
+        f"request and each response half a round trip ({data['sizes'].get('rtt_ms', 30):g} ms round trip) and "
+        "charge a new connection one more round trip (or, in the set-up free rows, nothing), and count "
+        "requests and connections; bandwidth is not limited. The machine is shared: "
         "each pair starts after a quiet second, and a pair during which other processes used more than "
         f"0.25 cores is run again (up to 3 times; {data.get('redone_pairs', 0)} pairs were redone in this run); "
         "'other processes' below is the CPU they still used during the kept runs.",
@@ -234,7 +238,8 @@ def write_markdown(data: dict, md_path: Path, png_path: Path) -> None:
         md_path.write_text(head + generated + tail)
         return
     md_path.write_text(
-        "# Benchmarks\n\nOur importer against skopeo, on local CNCF Distribution registries, and the service's "
+        "# Benchmarks\n\nOur importer against skopeo, on local CNCF Distribution registries (straight, and "
+        "behind proxies that add a WAN's round trips), and the service's "
         "throughput on Azurite. Rerun with `make bench`; it rewrites the part between the bench markers "
         "and the chart, and keeps the notes below.\n\n" + generated + "\n\n## Notes\n\n(hand-written analysis)\n")
 
