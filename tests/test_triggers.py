@@ -14,15 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from importcore.values.errors import ImporterError, LimitExceeded, UsageError
+from importcore.values.errors import (
+    ImporterError, LimitExceeded, UnknownProvider, UsageError, WebhookAuthError, WebhookNotConfigured,
+)
 from importcore.values.reference import Reference, TargetSpec
 from importcore.triggers import (
     MAX_BODY_BYTES,
     PushEvent,
     TriggerSecrets,
-    UnknownProvider,
-    WebhookAuthError,
-    WebhookNotConfigured,
     cloudevents_handshake,
     dedupe_key,
     dedupe_window,

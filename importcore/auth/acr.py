@@ -144,14 +144,14 @@ class AcrTokenProvider:
     def _realm(self, challenge: Challenge) -> httpx.URL:
         realm = httpx.URL(challenge.realm or "")
         if realm.scheme not in ("http", "https") or not realm.host:
-            raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
+            raise AuthError(f"{self.registry} sent an unusable token realm")
         if realm.scheme != "https" and not self._plain_http:
-            raise AuthError(f"{self.registry}: refusing to send an Entra ID token to a plain-http realm", status=401)
+            raise AuthError(f"{self.registry}: refusing to send an Entra ID token to a plain-http realm")
         # The Entra token is worth more than any one registry: it goes to the registry's own host only
         # (ACR's realm is https://<login server>/oauth2/token), never to a host a challenge names.
         if realm.host.lower() != self.registry.lower().split(":")[0]:
             raise AuthError(f"{self.registry}: its token realm is on another host ({realm.host}); "
-                            "not sending an Entra ID token there", status=401)
+                            "not sending an Entra ID token there")
         return realm
 
     def _access_token(self, realm: httpx.URL, service: str, scopes: tuple[str, ...]) -> _Cached:
@@ -216,7 +216,7 @@ class AcrTokenProvider:
             raise RegistryError(f"{where} answered {status}{_detail(data)}", status=status)
         token = data.get(field) if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise AuthError(f"{where} answered without a {field}", status=200)
+            raise AuthError(f"{where} answered without a {field}")
         return token
 
 

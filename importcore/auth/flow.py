@@ -102,7 +102,7 @@ class RegistryAuth(httpx.Auth):
         except httpx.InvalidURL:  # e.g. realm="http://0177.0.0.1/": the challenge is the registry's to write
             realm = httpx.URL("")
         if realm.scheme not in ("http", "https") or not realm.host:
-            raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
+            raise AuthError(f"{self.registry} sent an unusable token realm")
         scopes = list(scopes) or [s for s in challenge.params.get("scope", "").split(" ") if s]
         if self.token_provider is not None:
             self.token_requests += 1
@@ -125,7 +125,7 @@ class RegistryAuth(httpx.Auth):
                 headers = {}
                 if cred and cred.username:
                     if realm.scheme != "https" and not self._plain_http:
-                        raise AuthError(f"{where}: refusing to send credentials to a plain-http realm", status=401)
+                        raise AuthError(f"{where}: refusing to send credentials to a plain-http realm")
                     headers["Authorization"] = _basic(cred.username, cred.password or "")
                 request = self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
             # Streamed and read only up to the cap (+1 to tell "too long"): the realm is whatever
@@ -157,15 +157,14 @@ class RegistryAuth(httpx.Auth):
         if response.status_code != 200:
             raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
         if len(body) > _MAX_TOKEN_BODY:
-            raise AuthError(f"{where} answered with more than {_MAX_TOKEN_BODY} bytes, too long for a token",
-                            status=200)
+            raise AuthError(f"{where} answered with more than {_MAX_TOKEN_BODY} bytes, too long for a token")
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
             expires_in = float(data.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError):
-            raise AuthError(f"{where} answered with an unreadable token", status=200) from None
+            raise AuthError(f"{where} answered with an unreadable token") from None
         if not isinstance(token, str) or not token:
-            raise AuthError(f"{where} answered without a token", status=200)
+            raise AuthError(f"{where} answered without a token")
         # Renew a little before the registry would start answering 401.
         return token, self._clock() + expires_in - min(30.0, expires_in / 4)

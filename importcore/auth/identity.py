@@ -36,8 +36,8 @@ class _Checked:
         except ClientAuthenticationError as exc:  # CredentialUnavailableError is one too
             first = str(getattr(exc, "message", None) or exc).strip().splitlines()
             reason = first[0][:300] if first else exc.__class__.__name__
-            raise AuthError(f"could not get an Entra ID token for {' '.join(scopes)} as {self._describe}: {reason}",
-                            status=401) from None
+            raise AuthError(f"could not get an Entra ID token for {' '.join(scopes)} as {self._describe}: {reason}") \
+                from None
         return AccessToken(token.token, int(token.expires_on))
 
     def close(self) -> None:
@@ -82,7 +82,7 @@ class StaticTokenCredential:
     def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
         expires = jwt_expiry(self._token)
         if expires is None:
-            raise AuthError("the given password is not an Entra ID access token (not a JWT with exp)", status=401)
+            raise AuthError("the given password is not an Entra ID access token (not a JWT with exp)")
         return AccessToken(self._token, int(expires))
 
     def __repr__(self) -> str:

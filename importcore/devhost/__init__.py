@@ -5,7 +5,6 @@ visibility and poison rules, NCRONTAB timers) against Azure Storage or Azurite. 
 shell around importcore, so it may import azure.functions; the rest of importcore must not.
 """
 from .cli import main, serve
-from .config import ConfigError
 from .host import DevHost
 
-__all__ = ["ConfigError", "DevHost", "main", "serve"]
+__all__ = ["DevHost", "main", "serve"]

@@ -21,23 +21,13 @@ import httpx
 
 from ..observe import telemetry
 from .blobcopy import BlobOutcome, copy_blob
-from ..values.errors import ConflictError, ImporterError
+from ..values.errors import ConflictError, DeadlineReached
 from ..values.media import Platform
 from .plan import Limits, Plan, plan_import
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
 
-__all__ = ["CopyOptions", "DeadlineReached", "ImportResult", "Progress", "run_import"]
-
-
-class DeadlineReached(ImporterError):
-    """The import stopped starting blobs before the host's timeout; what it copied stays (retry it).
-
-    `copied`: blobs this attempt copied or mounted, so a caller can tell progress from a stall."""
-
-    code = "DeadlineReached"
-    retryable = True
-    copied = 0
+__all__ = ["CopyOptions", "ImportResult", "Progress", "run_import"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +165,10 @@ def _check_no_conflict(target: RegistryClient, targets: list[TargetSpec], digest
 
 
 class _NotStarted(Exception):
-    """A blob transfer skipped because another one failed."""
+    """A blob transfer skipped because another one failed.
+
+    Private and outside the tree on purpose: it only travels from a pool task to _copy_blobs through
+    its future, and _copy_blobs never lets it out (a real error, or DeadlineReached, is raised instead)."""
 
 
 def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: RegistryClient, target: RegistryClient,

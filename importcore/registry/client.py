@@ -102,7 +102,7 @@ class RegistryClient(UploadSessions):
                 # httpx parses a redirect's Location even with following off (httpx 0.28,
                 # Client._redirect_url); the same Location would come back on every retry.
                 if str(exc).startswith("Invalid URL in location header"):
-                    raise _unusable_location(what, url, 300) from None  # some 3xx: httpx dropped the response
+                    raise _unusable_location(what, url, None) from None  # httpx dropped the 3xx response
                 raise TransportError(f"{what}: connection to {_netloc(url)} failed (RemoteProtocolError)") from None
             except httpx.HTTPError as exc:
                 raise TransportError(f"{what}: connection to {_netloc(url)} failed ({exc.__class__.__name__})") from None
@@ -129,7 +129,7 @@ class RegistryClient(UploadSessions):
                 except httpx.HTTPError as exc:
                     raise TransportError(f"{what}: reading the response failed ({exc.__class__.__name__})") from None
             return response
-        raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects", status=310)
+        raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects")
 
     def _error(self, response: httpx.Response, what: str) -> RegistryError:
         """Classify an error response once: status, OCI error codes, Retry-After, rate limits."""
@@ -302,7 +302,7 @@ class RegistryClient(UploadSessions):
         return self._retry(once)
 
 
-def _unusable_location(what: str, url: httpx.URL, status: int) -> RegistryError:
+def _unusable_location(what: str, url: httpx.URL, status: int | None) -> RegistryError:
     # Not a transport failure to retry: the registry would send the same Location again.
     return RegistryError(f"{what}: {_netloc(url)} redirected to an unusable Location", status=status)
 

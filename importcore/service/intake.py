@@ -9,9 +9,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
-from ..values.errors import ImporterError, UsageError
+from ..values.errors import ImporterError, UnknownProvider, UsageError, WebhookAuthError
 from ..triggers import (
-    MirrorRules, ParsedDelivery, TriggerSecrets, UnknownProvider, WebhookAuthError, cloudevents_handshake, parse_eventgrid, parse_webhook, verify_eventgrid, verify_webhook,
+    MirrorRules, ParsedDelivery, TriggerSecrets, cloudevents_handshake, parse_eventgrid, parse_webhook,
+    verify_eventgrid, verify_webhook,
 )
 from .api import Reply, error_reply
 

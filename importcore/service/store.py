@@ -11,7 +11,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-__all__ = ["Job", "JobStore", "StaleJob", "utcnow"]
+from ..values.errors import StaleJob
+
+__all__ = ["Job", "JobStore", "utcnow"]
 
 PARTITION = "import"
 DEDUPE_PARTITION = "dedupe"
@@ -33,10 +35,6 @@ def _lane(target_key: str) -> str:
 
 def _lane_row(job: Job) -> str:
     return f"{job.created_at}|{job.id}"  # creation order; the id breaks ties
-
-
-class StaleJob(Exception):
-    """Someone else changed the record since we read it (HTTP 412 from the table)."""
 
 
 @dataclass
@@ -174,7 +172,7 @@ class JobStore:
             meta = self._table.update_entity(job.to_entity(), mode=UpdateMode.REPLACE, etag=job.etag,
                                              match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
-            raise StaleJob(job.id) from None
+            raise StaleJob(f"job {job.id}: the record changed since it was read", target=job.id) from None
         job.etag = meta.get("etag")
         return job
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from ..values.errors import StaleJob
 from ..values.settings import Settings
 from .jobqueue import JobQueue
-from .store import JobStore, StaleJob, iso, utcnow
+from .store import JobStore, iso, utcnow
 from .worker import Worker
 
 __all__ = ["sweep"]

@@ -13,25 +13,19 @@ from collections.abc import Callable
 import httpx
 
 from ..observe import telemetry
-from ..engine.imagecopy import DeadlineReached, ImportResult, Progress
-from ..values.errors import ImporterError, RegistryError
+from ..engine.imagecopy import ImportResult, Progress
+from ..values.errors import DeadlineReached, ImporterError, LeaseLost, RegistryError, StaleJob
 from ..engine.runner import cancel_sessions, execute
 from ..values.settings import Settings
 from .api import request_from_summary
 from .secretbox import SecretBox
-from .store import Job, JobStore, StaleJob, iso, utcnow
+from .store import Job, JobStore, iso, utcnow
 
-__all__ = ["LeaseLost", "Worker", "open_sessions"]
+__all__ = ["Worker", "open_sessions"]
 
 log = logging.getLogger("importcore.worker")
 PROGRESS_EVERY = 1.0  # seconds between progress writes to the table (each one renews the lease)
 MAX_BACKOFF = 1800.0
-
-
-class LeaseLost(ImporterError):
-    """The record changed under us (the timer presumed us dead): stop, someone else owns it now."""
-
-    code = "LeaseLost"
 
 
 class Worker:

@@ -2,7 +2,7 @@
 
 No HTTP, no storage here: the Functions shell decodes a request, calls these, and encodes the answer.
 
-    verify_eventgrid(headers, query, secrets)                      -> None | raise WebhookAuthError
+    verify_eventgrid(headers, query, secrets)                      -> None | raise WebhookAuthError (values.errors)
     parse_eventgrid(body, headers)                                 -> ParsedDelivery
     cloudevents_handshake(headers)                                 -> response headers | None (OPTIONS)
     verify_webhook(provider, headers, query, body, secrets, path_token=None) -> None | raise
@@ -13,14 +13,15 @@ No HTTP, no storage here: the Functions shell decodes a request, calls these, an
 """
 
 from .senders import (
-    DEFAULT_SECRET_HEADER, SECRET_SETTINGS, TriggerSecrets, WebhookAuthError, WebhookNotConfigured, github_signature_ok, secret_matches, verify_eventgrid, verify_webhook,
+    DEFAULT_SECRET_HEADER, SECRET_SETTINGS, TriggerSecrets, github_signature_ok, secret_matches, verify_eventgrid,
+    verify_webhook,
 )
 from .dedupe import DEFAULT_WINDOW, dedupe_key, dedupe_window, target_key, within_window
 from .eventgrid import cloudevents_handshake, parse_eventgrid
 from .events import MAX_BODY_BYTES, ParsedDelivery, PushEvent
 from .rules import RULES_FILE_SETTING, MatchedImport, MirrorRule, MirrorRules
 from .semver import Range, Version, parse_version
-from .webhooks import PROVIDERS, UnknownProvider, parse_webhook
+from .webhooks import PROVIDERS, parse_webhook
 
 __all__ = [
     "DEFAULT_SECRET_HEADER",
@@ -36,10 +37,7 @@ __all__ = [
     "PushEvent",
     "Range",
     "TriggerSecrets",
-    "UnknownProvider",
     "Version",
-    "WebhookAuthError",
-    "WebhookNotConfigured",
     "cloudevents_handshake",
     "dedupe_key",
     "dedupe_window",

@@ -22,15 +22,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..values.errors import PolicyError, UsageError
+from ..values.errors import UnknownProvider, UsageError, WebhookAuthError, WebhookNotConfigured
 from .events import header
-from .webhooks import PROVIDERS, UnknownProvider
+from .webhooks import PROVIDERS
 
 __all__ = [
     "DEFAULT_SECRET_HEADER",
     "TriggerSecrets",
-    "WebhookAuthError",
-    "WebhookNotConfigured",
     "github_signature_ok",
     "secret_matches",
     "verify_eventgrid",
@@ -49,18 +47,6 @@ SECRET_SETTINGS = {
     "eventgrid": "IMPORT_EVENTGRID_SECRET",
 }
 HEADER_SETTING = "IMPORT_WEBHOOK_SECRET_HEADER"
-
-
-class WebhookAuthError(PolicyError):
-    """Missing or wrong signature / secret: answer 401 and queue nothing."""
-
-    code = "Unauthorized"
-
-
-class WebhookNotConfigured(WebhookAuthError):
-    """No secret is configured for this sender, so nothing from it can be trusted."""
-
-    code = "WebhookNotConfigured"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,24 @@
 
     ImporterError                  base: .code (stable string), .retryable, one-line str()
     ├── UsageError                 bad input: a reference, a flag, a request field (CLI 2, HTTP 400)
+    │   ├── UnknownProvider        /api/webhooks/{provider} names no provider we read (HTTP 404)
+    │   └── ConfigError            the local host's host.json, an app setting or a binding is unusable
     ├── PolicyError                refused by our own rules before any copy
     │   ├── HostNotAllowed         source host is loopback/private/metadata and not allow-listed
     │   ├── LimitExceeded          too many manifests, a layer too large, a body too large
-    │   └── ConflictError          NoForce: a target tag already points at another digest
-    ├── RegistryError              a registry answered with an error status (+ OCI error codes)
-    │   ├── AuthError              401/403, UNAUTHORIZED, DENIED
+    │   ├── ConflictError          NoForce: a target tag already points at another digest
+    │   └── WebhookAuthError       an event delivery without the sender's secret (HTTP 401)
+    │       └── WebhookNotConfigured   no secret is configured for that sender: nothing is trusted
+    ├── RegistryError              a registry answered with an error status (+ OCI error codes), or
+    │   │                          refused us with no status to show (.status None)
+    │   ├── AuthError              401/403, UNAUTHORIZED, DENIED; a token or credential we cannot use
     │   └── NotFoundError          404, NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN
     ├── TransportError             could not talk to a registry: refused, reset, timeout, EOF
     ├── IntegrityError             size or digest mismatch: the bytes are not what was promised
-    └── ManifestError              a manifest we cannot or must not handle
+    ├── ManifestError              a manifest we cannot or must not handle
+    ├── DeadlineReached            out of the host's time: no more blob transfers start (retryable)
+    ├── StaleJob                   the job record changed since it was read (a table 412)
+    └── LeaseLost                  ... during a copy: another worker owns the job now, stop
 
 Whether to retry is asked of the error (``retryable``), never guessed by the caller
 (go-containerregistry transport/error.go keeps the same table).
@@ -21,17 +29,24 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "ConfigError",
     "ConflictError",
+    "DeadlineReached",
     "HostNotAllowed",
     "ImporterError",
     "IntegrityError",
+    "LeaseLost",
     "LimitExceeded",
     "ManifestError",
     "NotFoundError",
     "PolicyError",
     "RegistryError",
+    "StaleJob",
     "TransportError",
+    "UnknownProvider",
     "UsageError",
+    "WebhookAuthError",
+    "WebhookNotConfigured",
 ]
 
 # Statuses worth another try: the server or something in between was busy or broken.
@@ -65,6 +80,18 @@ class UsageError(ImporterError):
     code = "InvalidRequest"
 
 
+class UnknownProvider(UsageError):
+    """`/api/webhooks/{provider}` names no provider we read (answer 404)."""
+
+    code = "UnknownProvider"
+
+
+class ConfigError(UsageError):
+    """The local functions host cannot use host.json, an app setting or a binding."""
+
+    code = "InvalidConfiguration"
+
+
 class PolicyError(ImporterError):
     code = "Refused"
 
@@ -81,8 +108,23 @@ class ConflictError(PolicyError):
     code = "TagConflict"
 
 
+class WebhookAuthError(PolicyError):
+    """Missing or wrong signature / secret: answer 401 and queue nothing."""
+
+    code = "Unauthorized"
+
+
+class WebhookNotConfigured(WebhookAuthError):
+    """No secret is configured for this sender, so nothing from it can be trusted."""
+
+    code = "WebhookNotConfigured"
+
+
 class RegistryError(ImporterError):
-    """A registry answered with an error status."""
+    """A registry (or its token service) answered with an error status, or refused us without one.
+
+    `status` is the HTTP status of the answer, None when there is none to show: a credential helper
+    that failed, a token endpoint whose 200 held no token, a chain of redirects cut short."""
 
     code = "RegistryError"
 
@@ -90,7 +132,7 @@ class RegistryError(ImporterError):
         self,
         message: str,
         *,
-        status: int,
+        status: int | None = None,
         codes: tuple[str, ...] = (),
         retry_after: float | None = None,
         rate_limit: str | None = None,
@@ -110,7 +152,8 @@ class RegistryError(ImporterError):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out["status"] = self.status
+        if self.status is not None:
+            out["status"] = self.status
         if self.codes:
             out["registryCodes"] = list(self.codes)
         if self.retry_after is not None:
@@ -139,3 +182,26 @@ class IntegrityError(ImporterError):
 
 class ManifestError(ImporterError):
     code = "InvalidManifest"
+
+
+class DeadlineReached(ImporterError):
+    """The import stopped starting blobs before the host's timeout; what it copied stays (retry it).
+
+    `copied`: blobs this attempt copied or mounted, so a caller can tell progress from a stall."""
+
+    code = "DeadlineReached"
+    retryable = True
+    copied = 0
+
+
+class StaleJob(ImporterError):
+    """Someone else changed the job record since we read it (HTTP 412 from the table)."""
+
+    code = "StaleJob"
+
+
+class LeaseLost(ImporterError):
+    """The record changed under us during a copy (the timer presumed us dead): stop, someone else
+    owns it now."""
+
+    code = "LeaseLost"
