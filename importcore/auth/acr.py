@@ -25,11 +25,12 @@ from typing import NamedTuple, Protocol
 
 import httpx
 
+from ..net.bodies import MAX_JSON_BODY, send_capped
 from ..values.errors import AuthError, RegistryError, TransportError
 from .challenge import Challenge
 
 __all__ = ["ACR_AUDIENCE", "AccessToken", "AcrTokenProvider", "TokenCredential", "is_acr_login_server",
-           "is_entra_token", "jwt_claims", "jwt_expiry", "read_capped"]
+           "is_entra_token", "jwt_claims", "jwt_expiry"]
 
 # ACR's own audience: accepted even where a registry refuses ARM-audience tokens
 # (azureADAuthenticationAsArmPolicy disabled, learn.microsoft.com container-registry-disable-authentication-as-arm).
@@ -38,7 +39,6 @@ ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")  # public, China, U
 # Issuers of Entra ID access tokens (v1 and v2 endpoints; public, China, US Government clouds).
 _ENTRA_ISSUERS = ("https://sts.windows.net/", "https://login.microsoftonline.com/", "https://sts.chinacloudapi.cn/",
                   "https://login.chinacloudapi.cn/", "https://login.microsoftonline.us/")
-_MAX_BODY = 256 * 1024
 _FALLBACK_LIFETIME = 300.0  # a token whose exp we cannot read is trusted this long
 _MAX_MARGIN = 300.0  # renew at most this long before exp (and at most a quarter of the lifetime)
 
@@ -192,11 +192,11 @@ class AcrTokenProvider:
     def _post(self, url: httpx.URL, form: dict[str, str], what: str) -> tuple[int, object]:
         where = f"{self.registry} {what}"
         try:
-            body, response = read_capped(self._http, self._http.build_request("POST", url, data=form), _MAX_BODY)
+            body, response = send_capped(self._http, self._http.build_request("POST", url, data=form), MAX_JSON_BODY)
         except httpx.HTTPError as exc:
             raise TransportError(f"{where}: {exc.__class__.__name__}") from None
         if body is None:
-            raise AuthError(f"{where} answered with more than {_MAX_BODY} bytes, too long for a token",
+            raise AuthError(f"{where} answered with more than {MAX_JSON_BODY} bytes, too long for a token",
                             status=response.status_code)
         try:
             data = json.loads(body) if body else None
@@ -218,21 +218,6 @@ class AcrTokenProvider:
         if not isinstance(token, str) or not token:
             raise AuthError(f"{where} answered without a {field}")
         return token
-
-
-def read_capped(http: httpx.Client, request: httpx.Request, limit: int) -> tuple[bytes | None, httpx.Response]:
-    """Send and read at most `limit` bytes of the answer (None: it was longer), never buffering more."""
-    response = http.send(request, stream=True)
-    try:
-        chunks, total = [], 0
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                return None, response
-        return b"".join(chunks), response
-    finally:
-        response.close()
 
 
 def _detail(data: object) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator, Iterable
 
 import httpx
 
+from ..net.bodies import MAX_JSON_BODY, send_capped
 from ..values.errors import AuthError, HostNotAllowed, RegistryError, TransportError
 from .challenge import Challenge, parse_challenges
 from .credentials import Credential
@@ -23,7 +24,6 @@ from .credentials import Credential
 __all__ = ["SCOPES", "RegistryAuth", "scopes_for"]
 
 SCOPES = "importcore.scopes"  # request.extensions key: the scopes this request needs
-_MAX_TOKEN_BODY = 256 * 1024
 
 
 def scopes_for(repository: str, *actions: str) -> str:
@@ -128,19 +128,9 @@ class RegistryAuth(httpx.Auth):
                         raise AuthError(f"{where}: refusing to send credentials to a plain-http realm")
                     headers["Authorization"] = _basic(cred.username, cred.password or "")
                 request = self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
-            # Streamed and read only up to the cap (+1 to tell "too long"): the realm is whatever
-            # the registry's challenge says, and an endless body must not be buffered first.
-            response = self._http.send(request, stream=True)
-            try:
-                chunks, total = [], 0
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > _MAX_TOKEN_BODY:
-                        break
-                body = b"".join(chunks)[:_MAX_TOKEN_BODY + 1]
-            finally:
-                response.close()
+            # Streamed and read only up to the cap: the realm is whatever the registry's challenge
+            # says, and an endless body must not be buffered first.
+            body, response = send_capped(self._http, request, MAX_JSON_BODY)
         except HostNotAllowed as exc:
             # The realm comes from the registry's challenge: name it as the thing refused.
             raise HostNotAllowed(f"{where}: the token realm is not allowed: {exc.message}",
@@ -156,8 +146,8 @@ class RegistryAuth(httpx.Auth):
                             status=response.status_code, codes=("UNAUTHORIZED",))
         if response.status_code != 200:
             raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
-        if len(body) > _MAX_TOKEN_BODY:
-            raise AuthError(f"{where} answered with more than {_MAX_TOKEN_BODY} bytes, too long for a token")
+        if body is None:
+            raise AuthError(f"{where} answered with more than {MAX_JSON_BODY} bytes, too long for a token")
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")

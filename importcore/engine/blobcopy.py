@@ -40,7 +40,7 @@ from ..values.media import Descriptor
 from ..registry.client import RegistryClient
 from ..net.retry import attempts
 
-__all__ = ["MAX_RECONNECTS", "SMALL_BLOB", "BlobOutcome", "copy_blob"]
+__all__ = ["MAX_RECONNECTS", "SMALL_BLOB", "BlobOutcome", "SessionHook", "copy_blob"]
 
 MAX_RECONNECTS = 3  # per attempt: a source that keeps breaking fails the attempt, attempts() backs off
 # Blobs up to this size are read whole (verified) and sent in one PUT: POST + PUT instead of
@@ -48,6 +48,8 @@ MAX_RECONNECTS = 3  # per attempt: a source that keeps breaking fails the attemp
 # verified body in memory never leaves a half-filled session behind.
 SMALL_BLOB = 1024 * 1024
 
+# Called with (repository, Location) when an upload session opens or moves on, and (repository, None)
+# when it is done with: the worker records open sessions so that a crash leaves them findable.
 SessionHook = Callable[[str, "httpx.URL | None"], None]
 
 

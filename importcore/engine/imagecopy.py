@@ -17,10 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-import httpx
-
 from ..observe import telemetry
-from .blobcopy import BlobOutcome, copy_blob
+from .blobcopy import BlobOutcome, SessionHook, copy_blob
 from ..values.errors import ConflictError, DeadlineReached
 from ..values.media import Platform
 from .plan import Limits, Plan, plan_import
@@ -74,9 +72,6 @@ class ImportResult:
                 "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
                 "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
                 "seconds": round(self.seconds, 3)}
-
-
-SessionHook = Callable[[str, "httpx.URL | None"], None]
 
 
 def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],

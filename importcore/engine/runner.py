@@ -13,7 +13,8 @@ from ..auth import Credential, load_credential
 from ..auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
 from ..auth.identity import StaticTokenCredential
 from ..auth.identity import app_identity as _identity
-from .imagecopy import CopyOptions, ImportResult, Progress, SessionHook, run_import
+from .blobcopy import SessionHook
+from .imagecopy import CopyOptions, ImportResult, Progress, run_import
 from ..values.errors import HostNotAllowed, ImporterError
 from ..net.hostpolicy import HostPolicy
 from .plan import Limits

@@ -18,6 +18,7 @@ import httpx
 from httpcore._backends.sync import SyncStream
 
 from ..observe import redact
+from .bodies import MAX_ERROR_BODY, limited
 from .hostpolicy import HostPolicy
 
 __all__ = ["make_http_client"]
@@ -25,9 +26,6 @@ __all__ = ["make_http_client"]
 # Reads of up to 256 KiB instead of httpcore's 64 KiB: a quarter of the Python-level work per MiB
 # received. 1 MiB saved no more CPU (bench/, scenario 1) and grew the peak RSS by ~25 MiB.
 READ_SIZE = 256 * 1024
-# An error body (status >= 400) is read for a message at most. httpx itself reads a 401's whole body
-# before an auth flow's retry, so the cap lives here, under every reader.
-MAX_ERROR_BODY = 64 * 1024
 
 
 class _CappedStream(httpx.SyncByteStream):
@@ -37,14 +35,7 @@ class _CappedStream(httpx.SyncByteStream):
         self._stream, self._cap = stream, cap
 
     def __iter__(self) -> typing.Iterator[bytes]:
-        left = self._cap
-        for chunk in self._stream:
-            if len(chunk) > left:
-                if left:
-                    yield chunk[:left]
-                return
-            left -= len(chunk)
-            yield chunk
+        return limited(self._stream, self._cap)
 
     def close(self) -> None:
         self._stream.close()

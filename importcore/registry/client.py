@@ -20,6 +20,7 @@ from ..auth.flow import SCOPES
 from ..values.errors import (
     AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError, RegistryError, TransportError, UsageError,
 )
+from ..net.bodies import MAX_ERROR_BODY, prefix, read_capped
 from ..net.hostpolicy import HostPolicy
 from ..values.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from ..values.reference import DOCKER_HUB, DOCKER_HUB_API
@@ -30,7 +31,6 @@ from .uploads import UploadSessions
 __all__ = ["RegistryClient", "redact_url"]
 
 T = TypeVar("T")
-_MAX_ERROR_BODY = 64 * 1024
 _MAX_REDIRECTS = 5
 _SECRET_PARAMS = ("_state", "sig", "signature", "token", "access_token", "x-amz-signature", "x-amz-credential",
                   "x-amz-security-token", "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv")
@@ -133,7 +133,7 @@ class RegistryClient(UploadSessions):
 
     def _error(self, response: httpx.Response, what: str) -> RegistryError:
         """Classify an error response once: status, OCI error codes, Retry-After, rate limits."""
-        body = _body_prefix(response, _MAX_ERROR_BODY)
+        body = prefix(response, MAX_ERROR_BODY)
         codes: tuple[str, ...] = ()
         detail = ""
         try:
@@ -221,7 +221,7 @@ class RegistryClient(UploadSessions):
             try:
                 if r.status_code != 200:
                     raise self._error(r, what)
-                raw = _read_capped(r, MAX_MANIFEST_BYTES, what)
+                raw = _manifest_body(r, what)
             finally:
                 r.close()
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -320,36 +320,16 @@ def _rate_limit(headers: httpx.Headers) -> str | None:
     return f"{text} (window {window} s)" if window.isascii() and window.isdigit() else text
 
 
-def _body_prefix(response: httpx.Response, cap: int) -> bytes:
-    """At most `cap` bytes of an error body, whether or not it was read already."""
-    try:
-        return response.content[:cap]
-    except httpx.ResponseNotRead:
-        pass
-    chunks, total = [], 0
-    try:
-        for chunk in response.iter_raw():
-            chunks.append(chunk)
-            total += len(chunk)
-            if total >= cap:
-                break
-    except (httpx.HTTPError, httpx.StreamError):
-        pass
-    return b"".join(chunks)[:cap]
-
-
-def _read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
-    """Read a body but never past `cap` bytes (a hostile server cannot make us buffer more)."""
+def _manifest_body(response: httpx.Response, what: str) -> bytes:
+    """Read a manifest but never past MAX_MANIFEST_BYTES (a hostile server cannot make us buffer more)."""
+    cap = MAX_MANIFEST_BYTES
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise LimitExceeded(f"{what}: {declared} bytes, over the {cap}-byte limit")
-    chunks, total = [], 0
     try:
-        for chunk in response.iter_raw():
-            total += len(chunk)
-            if total > cap:
-                raise LimitExceeded(f"{what}: larger than the {cap}-byte limit")
-            chunks.append(chunk)
+        raw = read_capped(response, cap, raw=True)
     except httpx.HTTPError as exc:
         raise TransportError(f"{what}: reading failed ({exc.__class__.__name__})") from None
-    return b"".join(chunks)
+    if raw is None:
+        raise LimitExceeded(f"{what}: larger than the {cap}-byte limit")
+    return raw
