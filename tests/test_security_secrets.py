@@ -20,6 +20,7 @@ from importcore.values.errors import AuthError
 from importcore.net.hostpolicy import HostPolicy
 from importcore.values.reference import Reference
 from importcore.registry.client import RegistryClient
+from importcore.registry.uploads import UploadSessions
 from importcore.engine.request import ImportRequest, resolve_targets
 from importcore.engine.runner import execute
 from importcore.values.settings import Settings
@@ -68,14 +69,14 @@ def test_full_run_with_password_and_token_leaks_nothing(capsys, caplog, monkeypa
 
     monkeypatch.setattr(token_server, "issue", recording_issue)
     locations: list[str] = []
-    location = RegistryClient._location
+    location = UploadSessions.location
 
     def recording_location(self, r, what):
         url = location(self, r, what)
         locations.append(str(url))
         return url
 
-    monkeypatch.setattr(RegistryClient, "_location", recording_location)
+    monkeypatch.setattr(UploadSessions, "location", recording_location)
 
     res = run_json(capsys, "--source", f"{htpasswd_registry.host}/{unique_repo}:v1", "--name", token_registry.host,
                    "--image", f"{unique_repo}:v1", "--username", ALICE[0], "--password", ALICE[1])

@@ -141,9 +141,9 @@ class _Transfer:
             try:
                 feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
                 if session.location is None:
-                    self._opened(session, self.target.upload_start(self.target_repo))
+                    self._opened(session, self.target.uploads.start(self.target_repo))
                 try:
-                    location, held = self.target.upload_patch(session.location, self.target_repo, feed,
+                    location, held = self.target.uploads.patch(session.location, self.target_repo, feed,
                                                               self.upload_what)
                 except RegistryError as exc:
                     if not session.offset or exc.retryable:
@@ -163,7 +163,7 @@ class _Transfer:
                                      f"{feed.sent} were sent")
             if feed.failure is not None:
                 raise feed.failure
-        self.target.upload_commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
+        self.target.uploads.commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
         session.location = None
         self.on_session(self.target_repo, None)
         return BlobOutcome.COPIED
@@ -193,11 +193,11 @@ class _Transfer:
             body = b"".join(feed)
             if feed.failure is not None:
                 raise feed.failure
-            location = location or session.location or self.target.upload_start(self.target_repo)
-            self.target.upload_commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
+            location = location or session.location or self.target.uploads.start(self.target_repo)
+            self.target.uploads.commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
         except ImporterError:
             if location is not None and location is not session.location:
-                self.target.upload_cancel(location, self.target_repo)
+                self.target.uploads.cancel(location, self.target_repo)
             raise
         if session.location is not None:
             session.location = None
@@ -208,7 +208,7 @@ class _Transfer:
         """Continue a session only where the registry and our hash agree (distribution-spec
         "Resuming an upload": GET <location> -> Range); otherwise cancel it and start over."""
         try:
-            held, fresh = self.target.upload_status(session.location, self.target_repo)
+            held, fresh = self.target.uploads.status(session.location, self.target_repo)
         except ImporterError:
             held, fresh = None, session.location
         if held == session.offset:
@@ -222,7 +222,7 @@ class _Transfer:
 
     def cancel(self, session: _Session) -> None:
         if session.location is not None:
-            self.target.upload_cancel(session.location, self.target_repo)
+            self.target.uploads.cancel(session.location, self.target_repo)
             self.on_session(self.target_repo, None)
         fresh = self.new_session()
         session.location, session.offset, session.hasher, session.complete = None, 0, fresh.hasher, False

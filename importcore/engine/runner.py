@@ -113,5 +113,5 @@ def cancel_sessions(settings: Settings, target_registry: str, sessions: list[dic
         target = RegistryClient(target_registry, http=http, policy=policy, credential=credential,
                                 token_provider=token_provider_for(target_registry, credential, settings, http))
         for session in sessions:
-            target.upload_cancel(httpx.URL(session["location"]), session["repository"])
+            target.uploads.cancel(httpx.URL(session["location"]), session["repository"])
     return len(sessions)

@@ -1,8 +1,8 @@
 """A client for one registry's OCI distribution API (distribution-spec v1.1 "spec.md").
 
-Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get,
-upload_start/upload_patch/upload_status/upload_commit/upload_cancel, manifest_head/get/put. Errors are classified once,
-here, into errors.py's tree; requests without a streamed body are retried by retry.py.
+Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get, manifest_head/get/put,
+and the upload sessions it holds: uploads.start/patch/status/commit/cancel (uploads.py). Errors are
+classified once, here, into errors.py's tree; requests without a streamed body are retried by retry.py.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _short(digest: str) -> str:
     return digest[:19]
 
 
-class RegistryClient(UploadSessions):
+class RegistryClient:
     """One registry, one credential, shared by the threads of an import."""
 
     def __init__(self, registry: str, *, http: httpx.Client, policy: HostPolicy,
@@ -63,17 +63,19 @@ class RegistryClient(UploadSessions):
         self.auth = RegistryAuth(registry, credential, http=http, plain_http=scheme == "http",
                                  token_provider=token_provider)
         self.requests = 0  # requests sent, for the bench and the no-op re-import check
+        self.uploads = UploadSessions(self)
 
-    # -- plumbing --------------------------------------------------------------------------
+    # -- plumbing (also what UploadSessions asks of its Requester) -------------------------------
 
-    def _url(self, repository: str, kind: str, ref: str = "") -> httpx.URL:
+    def url(self, repository: str, kind: str, ref: str = "") -> httpx.URL:
         return self.base.join(f"/v2/{repository}/{kind}/{ref}")
 
     def _same_origin(self, url: httpx.URL) -> bool:
         return (url.scheme, url.host, url.port) == (self.base.scheme, self.base.host, self.base.port)
 
-    def _send(self, method: str, url: httpx.URL, *, scopes: Iterable[str], what: str,
-              headers: dict | None = None, content: object = None, stream: bool = False) -> httpx.Response:
+    def send(self, method: str, url: httpx.URL, *, scopes: Iterable[str], what: str,
+             headers: dict[str, str] | None = None, content: bytes | Iterable[bytes] | None = None,
+             stream: bool = False) -> httpx.Response:
         """One request, following redirects ourselves (credentials only to our own origin)."""
         for hop in range(_MAX_REDIRECTS + 1):
             request = self._http.build_request(method, url, headers=headers, content=content,
@@ -131,7 +133,7 @@ class RegistryClient(UploadSessions):
             return response
         raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects")
 
-    def _error(self, response: httpx.Response, what: str) -> RegistryError:
+    def error(self, response: httpx.Response, what: str) -> RegistryError:
         """Classify an error response once: status, OCI error codes, Retry-After, rate limits."""
         body = prefix(response, MAX_ERROR_BODY)
         codes: tuple[str, ...] = ()
@@ -176,7 +178,7 @@ class RegistryClient(UploadSessions):
                 return f" — the credentials do not grant {scope}"
         return " — the credentials were refused"
 
-    def _retry(self, fn: Callable[[], T]) -> T:
+    def retry(self, fn: Callable[[], T]) -> T:
         for attempt in attempts():
             with attempt:
                 return fn()
@@ -190,18 +192,18 @@ class RegistryClient(UploadSessions):
         scopes = [scopes_for(repository, "pull", "push") if push else scopes_for(repository, "pull")]
 
         def once() -> tuple[str, str, int] | None:
-            r = self._send("HEAD", self._url(repository, "manifests", ref), scopes=scopes, what=what,
+            r = self.send("HEAD", self.url(repository, "manifests", ref), scopes=scopes, what=what,
                            headers={"Accept": ACCEPT})
             if r.status_code == 404:
                 return None
             if r.status_code != 200:
-                raise self._error(r, what)
+                raise self.error(r, what)
             digest = r.headers.get("docker-content-digest")
             if not digest:
                 return self._digest_by_get(repository, ref, scopes, what)
             return digest, r.headers.get("content-type", ""), int(r.headers.get("content-length") or 0)
 
-        return self._retry(once)
+        return self.retry(once)
 
     def _digest_by_get(self, repository: str, ref: str, scopes: list[str], what: str) -> tuple[str, str, int] | None:
         try:
@@ -216,11 +218,11 @@ class RegistryClient(UploadSessions):
         scopes = scopes or [scopes_for(repository, "pull")]
 
         def once() -> Manifest:
-            r = self._send("GET", self._url(repository, "manifests", ref), scopes=scopes, what=what,
+            r = self.send("GET", self.url(repository, "manifests", ref), scopes=scopes, what=what,
                            headers={"Accept": ACCEPT}, stream=True)
             try:
                 if r.status_code != 200:
-                    raise self._error(r, what)
+                    raise self.error(r, what)
                 raw = _manifest_body(r, what)
             finally:
                 r.close()
@@ -234,7 +236,7 @@ class RegistryClient(UploadSessions):
                 digest = ref
             return parse_manifest(raw, r.headers.get("content-type"), digest, where=what)
 
-        return self._retry(once)
+        return self.retry(once)
 
     def manifest_put(self, repository: str, ref: str, manifest: Manifest) -> None:
         """PUT the exact bytes; the registry must agree on the digest."""
@@ -243,15 +245,15 @@ class RegistryClient(UploadSessions):
         scopes = [scopes_for(repository, "pull", "push")]
 
         def once() -> None:
-            r = self._send("PUT", self._url(repository, "manifests", ref), scopes=scopes, what=what,
+            r = self.send("PUT", self.url(repository, "manifests", ref), scopes=scopes, what=what,
                            headers={"Content-Type": manifest.media_type}, content=manifest.raw)
             if r.status_code not in (200, 201, 202):
-                raise self._error(r, what)
+                raise self.error(r, what)
             echoed = r.headers.get("docker-content-digest")
             if echoed and echoed != manifest.digest:
                 raise IntegrityError(f"{what}: the registry stored it as {echoed}", target=manifest.digest)
 
-        self._retry(once)
+        self.retry(once)
 
     # -- blobs -----------------------------------------------------------------------------
 
@@ -260,25 +262,25 @@ class RegistryClient(UploadSessions):
         scopes = [scopes_for(repository, "pull", "push") if push else scopes_for(repository, "pull")]
 
         def once() -> int | None:
-            r = self._send("HEAD", self._url(repository, "blobs", digest), scopes=scopes, what=what)
+            r = self.send("HEAD", self.url(repository, "blobs", digest), scopes=scopes, what=what)
             if r.status_code == 404:
                 return None
             if r.status_code != 200:
-                raise self._error(r, what)
+                raise self.error(r, what)
             return int(r.headers.get("content-length") or -1)
 
-        return self._retry(once)
+        return self.retry(once)
 
     @contextmanager
     def blob_get(self, repository: str, digest: str, *, offset: int = 0) -> Iterator[httpx.Response]:
         """A streamed GET (following the registry's redirect to its storage without credentials)."""
         what = f"download of blob {digest} from {self.registry}/{repository}"
         headers = {"Range": f"bytes={offset}-"} if offset else None
-        r = self._send("GET", self._url(repository, "blobs", digest), scopes=[scopes_for(repository, "pull")],
+        r = self.send("GET", self.url(repository, "blobs", digest), scopes=[scopes_for(repository, "pull")],
                        what=what, headers=headers, stream=True)
         try:
             if r.status_code not in (200, 206):
-                raise self._error(r, what)
+                raise self.error(r, what)
             yield r
         finally:
             r.close()
@@ -289,17 +291,17 @@ class RegistryClient(UploadSessions):
         scopes = [scopes_for(repository, "pull", "push")]
         if from_repository != repository:
             scopes.append(scopes_for(from_repository, "pull"))
-        url = self._url(repository, "blobs", "uploads/").copy_merge_params({"mount": digest, "from": from_repository})
+        url = self.url(repository, "blobs", "uploads/").copy_merge_params({"mount": digest, "from": from_repository})
 
         def once() -> httpx.URL | None:
-            r = self._send("POST", url, scopes=scopes, what=what, headers={"Content-Length": "0"})
+            r = self.send("POST", url, scopes=scopes, what=what, headers={"Content-Length": "0"})
             if r.status_code == 201:
                 return None
             if r.status_code == 202:
-                return self._location(r, what)
-            raise self._error(r, what)
+                return self.uploads.location(r, what)
+            raise self.error(r, what)
 
-        return self._retry(once)
+        return self.retry(once)
 
 
 def _unusable_location(what: str, url: httpx.URL, status: int | None) -> RegistryError:
