@@ -14,8 +14,8 @@ import azure.functions as func
 
 from importcore.observe import telemetry
 from importcore.service import ImportService, Reply
+from importcore.values.settings import Settings
 
-telemetry.configure()  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 telemetry.install_job_filter()  # every log line of an import names its job
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
@@ -23,7 +23,10 @@ MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
 
 @cache
 def service() -> ImportService:
-    return ImportService.from_env()
+    """The app settings, read once, and the service over them (built on first use)."""
+    settings = Settings.from_env()
+    telemetry.configure(settings.applicationinsights_connection_string)  # Azure Monitor only when set
+    return ImportService(settings)
 
 
 def _http(reply: Reply) -> func.HttpResponse:

@@ -18,13 +18,13 @@ from importcore.values.errors import (
     ImporterError, LimitExceeded, UnknownProvider, UsageError, WebhookAuthError, WebhookNotConfigured,
 )
 from importcore.values.reference import Reference, TargetSpec
+from importcore.values.settings import Settings
 from importcore.triggers import (
     MAX_BODY_BYTES,
     PushEvent,
     TriggerSecrets,
     cloudevents_handshake,
     dedupe_key,
-    dedupe_window,
     github_signature_ok,
     parse_eventgrid,
     parse_webhook,
@@ -475,8 +475,8 @@ def test_shared_secret_header_refused(provider, headers):
 
 
 def test_secret_header_name_is_configurable():
-    secrets = TriggerSecrets.from_env({"IMPORT_WEBHOOK_SECRET_ACR": SECRET,
-                                       "IMPORT_WEBHOOK_SECRET_HEADER": "X-Acr-Key"})
+    secrets = TriggerSecrets.from_settings(Settings.from_env({"IMPORT_WEBHOOK_SECRET_ACR": SECRET,
+                                                              "IMPORT_WEBHOOK_SECRET_HEADER": "X-Acr-Key"}))
     verify_webhook("acr", {"X-Acr-Key": SECRET}, {}, b"{}", secrets)
     with pytest.raises(WebhookAuthError):
         verify_webhook("acr", {"X-Webhook-Secret": SECRET}, {}, b"{}", secrets)
@@ -514,15 +514,17 @@ def test_verify_unknown_provider():
         verify_webhook("quay", {}, {}, b"{}", SECRETS)
 
 
-def test_trigger_secrets_from_env():
+def test_trigger_secrets_from_settings():
     env = {"IMPORT_WEBHOOK_SECRET_GITHUB": SECRET, "IMPORT_EVENTGRID_SECRET": SECRET + "-eg"}
-    secrets = TriggerSecrets.from_env(env)
+    app_settings = Settings.from_env(env)
+    secrets = TriggerSecrets.from_settings(app_settings)
     assert secrets.github == SECRET and secrets.eventgrid == SECRET + "-eg" and secrets.harbor is None
     assert SECRET not in repr(secrets) and "github" in repr(secrets)
+    assert SECRET not in repr(app_settings)
     with pytest.raises(UsageError, match="IMPORT_WEBHOOK_SECRET_DOCKERHUB"):
-        TriggerSecrets.from_env({"IMPORT_WEBHOOK_SECRET_DOCKERHUB": "short"})
+        TriggerSecrets.from_settings(Settings.from_env({"IMPORT_WEBHOOK_SECRET_DOCKERHUB": "short"}))
     with pytest.raises(UsageError, match="IMPORT_WEBHOOK_SECRET_HEADER"):
-        TriggerSecrets.from_env({"IMPORT_WEBHOOK_SECRET_HEADER": "Bad Header: x"})
+        TriggerSecrets.from_settings(Settings.from_env({"IMPORT_WEBHOOK_SECRET_HEADER": "Bad Header: x"}))
 
 
 def test_secret_matches_is_exact():
@@ -563,17 +565,18 @@ def test_within_window():
     t0 = datetime(2024, 5, 6, 18, 0, tzinfo=timezone.utc)
     assert within_window(t0, t0 + timedelta(minutes=9), timedelta(minutes=10))
     assert not within_window(t0, t0 + timedelta(minutes=10), timedelta(minutes=10))
-    assert within_window(t0, t0 - timedelta(seconds=5))  # clock skew: still a duplicate
-    assert within_window(t0.replace(tzinfo=None), t0 + timedelta(minutes=1))  # naive = UTC
+    assert within_window(t0, t0 - timedelta(seconds=5), timedelta(minutes=10))  # clock skew: still a duplicate
+    assert within_window(t0.replace(tzinfo=None), t0 + timedelta(minutes=1), timedelta(minutes=10))  # naive = UTC
     assert not within_window(t0, t0, timedelta(0))  # window 0: de-duplication off
 
 
 def test_dedupe_window_setting():
-    assert dedupe_window({}) == timedelta(minutes=10)
-    assert dedupe_window({"IMPORT_DEDUPE_WINDOW_SECONDS": "30"}) == timedelta(seconds=30)
+    assert Settings.from_env({}).dedupe_window_seconds == 600
+    assert Settings.from_env({"IMPORT_DEDUPE_WINDOW_SECONDS": "30"}).dedupe_window_seconds == 30
+    assert Settings.from_env({"IMPORT_DEDUPE_WINDOW_SECONDS": "0"}).dedupe_window_seconds == 0  # off
     for bad in ("x", "-1"):
         with pytest.raises(UsageError, match="IMPORT_DEDUPE_WINDOW_SECONDS"):
-            dedupe_window({"IMPORT_DEDUPE_WINDOW_SECONDS": bad})
+            Settings.from_env({"IMPORT_DEDUPE_WINDOW_SECONDS": bad})
 
 
 # -- the curl examples in docs/events.md are real deliveries --------------------------------------

@@ -8,17 +8,11 @@ know azure.core's exception types.
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Mapping
 
 from ..values.errors import AuthError
 from .acr import AccessToken, TokenCredential, jwt_expiry
 
-__all__ = ["MANAGED_IDENTITY_CLIENT_ID", "StaticTokenCredential", "build_credential", "credential_from_env"]
-
-# The client id of a user-assigned managed identity; unset = the system-assigned one (or the
-# DefaultAzureCredential chain: environment, workload identity, managed identity, az login).
-MANAGED_IDENTITY_CLIENT_ID = "IMPORT_MANAGED_IDENTITY_CLIENT_ID"
+__all__ = ["StaticTokenCredential", "app_identity", "build_credential"]
 
 
 class _Checked:
@@ -50,7 +44,9 @@ class _Checked:
 
 
 def build_credential(client_id: str | None = None) -> TokenCredential:
-    """ManagedIdentityCredential(client_id) for a user-assigned identity, else DefaultAzureCredential."""
+    """ManagedIdentityCredential(client_id) for a user-assigned identity (IMPORT_MANAGED_IDENTITY_CLIENT_ID),
+    else DefaultAzureCredential: the system-assigned identity, or the chain's environment, workload
+    identity and az login."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if client_id:
@@ -65,11 +61,6 @@ def build_credential(client_id: str | None = None) -> TokenCredential:
 def app_identity(client_id: str | None = None) -> TokenCredential:
     """The app's own identity, one per process: storage, ACR and ARM share its token cache."""
     return build_credential(client_id)
-
-
-def credential_from_env(env: Mapping[str, str] | None = None) -> TokenCredential:
-    env = os.environ if env is None else env
-    return build_credential((env.get(MANAGED_IDENTITY_CLIENT_ID) or "").strip() or None)
 
 
 class StaticTokenCredential:

@@ -14,7 +14,7 @@ from ..values.errors import HostNotAllowed, ImporterError, TransportError, Usage
 from ..engine.request import ImportRequest
 from ..engine.runner import policy_for
 from ..values.settings import Settings
-from ..triggers import dedupe_window, target_key
+from ..triggers import target_key
 from .api import Reply, error_reply, parse_import_body, request_summary
 from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
@@ -44,13 +44,9 @@ class ImportService:
         self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
         self.box = SecretBox(settings.credential_key)
-        self.dedupe_window = dedupe_window()
+        self.dedupe_window = dt.timedelta(seconds=settings.dedupe_window_seconds)
         self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send,
                              **({"executor": executor} if executor else {}))
-
-    @classmethod
-    def from_env(cls) -> ImportService:
-        return cls(Settings.from_env())
 
     def submit(self, body: bytes) -> Reply:
         """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""

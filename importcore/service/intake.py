@@ -24,8 +24,8 @@ log = logging.getLogger("importcore.service")
 class EventIntake:
     def __init__(self, service, *, rules: MirrorRules | None = None, secrets: TriggerSecrets | None = None) -> None:
         self.service = service
-        self.rules = rules if rules is not None else MirrorRules.from_env()
-        self.secrets = secrets or TriggerSecrets.from_env()
+        self.rules = rules if rules is not None else MirrorRules.from_settings(service.settings)
+        self.secrets = secrets or TriggerSecrets.from_settings(service.settings)
 
     def handshake(self, headers: Mapping[str, str]) -> Reply:
         """CloudEvents 1.0 abuse protection (OPTIONS): echo the origin we accept deliveries from."""

@@ -11,6 +11,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from ..triggers.dedupe import within_window
 from ..values.errors import StaleJob
 
 __all__ = ["Job", "JobStore", "utcnow"]
@@ -202,7 +203,7 @@ class JobStore:
             except ResourceNotFoundError:
                 continue
             first = dt.datetime.strptime(existing["firstSeen"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-            if now - first < window and self.get(existing["jobId"]) is not None:
+            if within_window(first, now, window) and self.get(existing["jobId"]) is not None:
                 return existing["jobId"]
             try:
                 self._table.update_entity(marker, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],

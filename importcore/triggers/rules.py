@@ -18,7 +18,6 @@ import json
 import os
 import re
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..auth import Credential
 from ..values.errors import UsageError
 from ..values.media import Platform
 from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
+from ..values.settings import Settings
 from ..engine.request import ImportRequest
 from .events import PushEvent
 from .semver import Range
@@ -146,12 +146,10 @@ class MirrorRules:
         return len(self.rules)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> MirrorRules:
+    def from_settings(cls, settings: Settings) -> MirrorRules:
         """Load IMPORT_MIRROR_RULES_FILE (relative to the working directory, the function app root);
         unset: no rules, every event is acknowledged and ignored."""
-        env = os.environ if env is None else env
-        path = (env.get(RULES_FILE_SETTING) or "").strip()
-        return cls.load(path) if path else cls()
+        return cls.load(settings.mirror_rules_file) if settings.mirror_rules_file else cls()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MirrorRules:
