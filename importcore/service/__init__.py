@@ -19,7 +19,7 @@ from .api import Reply, error_reply, parse_import_body, request_summary
 from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
-from .store import Job, JobStore, iso, utcnow
+from .store import FINISHED, Job, JobStore, iso, utcnow
 from .sweeper import sweep
 from .worker import Worker
 
@@ -102,7 +102,7 @@ class ImportService:
         """The host gave up on a message: make sure the record says Failed with the last error."""
         job_id = decode_message(message)
         job = self.store.get(job_id) if job_id else None
-        if job is not None and job.status not in ("Succeeded", "Failed"):
+        if job is not None and job.status not in FINISHED:
             # Without a recorded error the status would show a code but no message: say what happened.
             gave_up = {"code": "InternalError", "message": "every delivery of this import's queue message failed; "
                        f"the host moved it to the poison queue ({job.attempts} attempts started)"}

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -14,12 +15,23 @@ from azure.data.tables import TableClient, UpdateMode
 from ..triggers.dedupe import within_window
 from ..values.errors import StaleJob
 
-__all__ = ["Job", "JobStore", "utcnow"]
+__all__ = ["FINISHED", "Job", "JobStatus", "JobStore", "utcnow"]
 
 PARTITION = "import"
 DEDUPE_PARTITION = "dedupe"
-STATUSES = ("Queued", "Running", "Succeeded", "Failed")
 _JSON_FIELDS = ("request", "progress", "result", "error")
+
+
+class JobStatus(StrEnum):
+    """A job's status as stored and shown (a str: it compares, formats and serialises as its value)."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
 def utcnow() -> dt.datetime:
@@ -41,7 +53,7 @@ def _lane_row(job: Job) -> str:
 @dataclass
 class Job:
     id: str
-    status: str = "Queued"
+    status: JobStatus = JobStatus.QUEUED
     attempts: int = 0
     # Attempts that ran out of the host's time after copying something (DeadlineReached): they are
     # continuations, not failures, and do not count toward IMPORT_MAX_ATTEMPTS.
@@ -71,17 +83,16 @@ class Job:
                "result": self.result, "error": self.error, "createdAt": self.created_at,
                "updatedAt": self.updated_at, "source": self.request.get("source"),
                "targets": self.request.get("targets", [])}
-        if self.status == "Queued" and self.retry_at:
+        if self.status == JobStatus.QUEUED and self.retry_at:
             out["nextAttemptAt"] = self.retry_at
         return out
 
     def to_entity(self) -> dict:
-        entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
-                  "continued": self.continued, "credential": self.credential, "uploads": self.uploads,
-                  "createdAt": self.created_at,
-                  "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at,
-                  "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key,
-                  "targetKey": self.target_key}
+        entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": JobStatus(self.status).value,
+                  "attempts": self.attempts, "continued": self.continued, "credential": self.credential,
+                  "uploads": self.uploads, "createdAt": self.created_at, "updatedAt": self.updated_at,
+                  "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at, "leaseUntil": self.lease_until,
+                  "dedupeKey": self.dedupe_key, "targetKey": self.target_key}
         for name in _JSON_FIELDS:
             value = getattr(self, name)
             entity[name] = json.dumps(value) if value is not None else None
@@ -89,7 +100,8 @@ class Job:
 
     @classmethod
     def from_entity(cls, entity: dict) -> Job:
-        job = cls(id=entity["RowKey"], status=entity.get("status", "Queued"), attempts=int(entity.get("attempts", 0)),
+        job = cls(id=entity["RowKey"], status=JobStatus(entity.get("status", JobStatus.QUEUED)),
+                  attempts=int(entity.get("attempts", 0)),
                   continued=int(entity.get("continued", 0)), credential=entity.get("credential"),
                   uploads=entity.get("uploads"),
                   created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
@@ -143,7 +155,7 @@ class JobStore:
                                           parameters={"p": _lane(job.target_key), "r": _lane_row(job)})
         for row in rows:
             other = self.get(row["jobId"])
-            if other is None or other.status in ("Succeeded", "Failed"):
+            if other is None or other.status in FINISHED:
                 self._leave_lane(row["PartitionKey"], row["RowKey"])
             else:
                 ahead.append(other)
