@@ -18,6 +18,7 @@ import httpx
 from httpcore._backends.sync import SyncStream
 
 from ..observe import redact
+from ..values.version import __version__
 from .bodies import MAX_ERROR_BODY, limited
 from .hostpolicy import HostPolicy
 
@@ -126,7 +127,7 @@ def make_http_client(policy: HostPolicy, *, max_connections: int = 16, timeout: 
         trust_env=False,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout, connect=15.0),
-        headers={"User-Agent": "registry-importer/0.1"},
+        headers={"User-Agent": f"registry-importer/{__version__}"},
     )
     # No cookie jar: registries need none, and a jar would carry one server's cookie to any other
     # port of the same host (cookie domains ignore ports), e.g. a source's to the target. Docker's
