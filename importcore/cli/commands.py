@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..auth import Credential
 from ..engine.imagecopy import ImportResult
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--output", "-o", choices=("text", "json"), default="text")
     serve = sub.add_parser("serve", help="run function_app.py's functions locally against Azurite")
     serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--app", default="function_app", help="module that defines `app` (default function_app)")
+    serve.add_argument("--host-json", type=Path, default=None, help="default ./host.json")
     return parser
 
 
@@ -111,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .. import devhost  # the local Functions host is a shell too; imported only when asked
 
-        devhost.serve(port=args.port)
+        devhost.serve(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
         return 0
     from ..engine.runner import execute
 
