@@ -23,7 +23,7 @@ from ..values.errors import (
 from ..net.bodies import MAX_ERROR_BODY, prefix, read_capped
 from ..net.hostpolicy import HostPolicy
 from ..values.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from ..values.reference import DOCKER_HUB, DOCKER_HUB_API
+from ..values.reference import api_host
 from ..observe.redact import redact_url
 from ..net.retry import attempts, parse_retry_after
 from .uploads import UploadSessions
@@ -32,8 +32,6 @@ __all__ = ["RegistryClient", "redact_url"]
 
 T = TypeVar("T")
 _MAX_REDIRECTS = 5
-_SECRET_PARAMS = ("_state", "sig", "signature", "token", "access_token", "x-amz-signature", "x-amz-credential",
-                  "x-amz-security-token", "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv")
 
 
 def _netloc(url: httpx.URL) -> str:
@@ -53,10 +51,9 @@ class RegistryClient:
                  token_provider: Callable | None = None) -> None:
         self.registry = registry
         self.role = role  # "source" / "target": only to say where credentials come from in errors
-        api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         scheme = policy.scheme(registry)
         try:
-            self.base = httpx.URL(f"{scheme}://{api_host}")
+            self.base = httpx.URL(f"{scheme}://{api_host(registry)}")
         except httpx.InvalidURL:  # e.g. 0177.0.0.1: fits the reference grammar, not a URL host
             raise UsageError(f"invalid registry {registry!r}: not a usable host name") from None
         self._http = http

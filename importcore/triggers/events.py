@@ -40,11 +40,6 @@ class PushEvent:
         """registry/repository:tag@digest: pinned to the pushed digest when known, tag kept."""
         return Reference(self.registry, self.repository, self.tag, self.digest)
 
-    @property
-    def needs_resolution(self) -> bool:
-        """No digest in the payload (Docker Hub): resolve the tag at the registry, do not trust it."""
-        return self.digest is None
-
     def __str__(self) -> str:
         return f"{self.provider} push {self.reference}"
 

@@ -18,14 +18,14 @@ import json
 import os
 import re
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..auth import Credential
 from ..values.errors import UsageError
 from ..values.media import Platform
-from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
+from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_registry, parse_target
 from ..values.settings import Settings
 from ..engine.request import ImportRequest
 from .events import PushEvent
@@ -62,10 +62,6 @@ class MatchedImport:
     @property
     def force(self) -> bool:
         return self.mode == "Force"
-
-    def pinned(self, digest: str) -> MatchedImport:
-        """The same import with the source pinned to `digest` (after resolving a Docker Hub tag)."""
-        return replace(self, source=replace(self.source, digest=parse_digest(digest)))
 
     def resolved_target_registry(self, default: str | None) -> str:
         registry = self.target_registry or default

@@ -116,7 +116,8 @@ def _acr(payload: object, headers, registry: str | None, out: Collector) -> None
 
 
 def _dockerhub(payload: object, headers, registry: str | None, out: Collector) -> None:
-    # Docker Hub signs nothing and sends no digest: the caller re-resolves the tag (needs_resolution).
+    # Docker Hub signs nothing and sends no digest: the import resolves the tag at the registry when it
+    # runs (and copies by the digest it found), so the payload's word is never trusted for content.
     data = obj(payload, "body")
     push_data = opt_obj(data, "push_data", "body")
     repository = req_str(opt_obj(data, "repository", "body"), "repo_name", "body.repository")
