@@ -75,3 +75,22 @@ def eventgrid_events(req: func.HttpRequest) -> func.HttpResponse:
 def registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
     return _http(service().intake.webhook(req.route_params.get("provider", ""), req.get_body(), dict(req.headers),
                                           dict(req.params), req.route_params.get("token")))
+
+
+# ACR's ImportImage as ARM serves it, for Azure SDKs pointed here (base_url="https://<app>/api"). An ARM
+# client sends an Entra ID bearer token, not a function key: App Service Authentication checks it and
+# the service refuses any caller it did not authenticate (importcore/service/armapi.py).
+ARM_REGISTRY = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+                "/providers/Microsoft.ContainerRegistry/registries/{registryName}")
+
+
+@app.route(route=ARM_REGISTRY + "/importImage", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def arm_import_image(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().arm.import_image(req.url, dict(req.route_params), dict(req.params), dict(req.headers),
+                                            req.get_body()))
+
+
+@app.route(route=ARM_REGISTRY + "/{operationKind}/{operationId}", methods=["GET"],
+           auth_level=func.AuthLevel.ANONYMOUS)
+def arm_operation(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().arm.operation(req.url, dict(req.route_params), dict(req.params), dict(req.headers)))

@@ -14,7 +14,13 @@
 //   - Log Analytics + Application Insights;
 //   - the Function App (Flex Consumption, Linux, Python 3.11) with every app setting the code reads;
 //   - optionally a VNet (integration subnet + NAT gateway, private endpoints and DNS for storage,
-//     Key Vault and the target registry), and an Event Grid subscription from a registry to /api/events.
+//     Key Vault and the target registry);
+//   - optionally App Service Authentication (Microsoft Entra ID) for callers with bearer tokens.
+// An Event Grid subscription from a registry to /api/events is a second deployment, events.bicep,
+// made once the app answers (docs/deploy.md).
+//
+// No Bicep compiler runs in this repository's tests: they parse every .bicep file and check rules
+// (tests/test_infra.py). Build it once before the first deployment: az bicep build -f infra/main.bicep
 
 targetScope = 'resourceGroup'
 
@@ -23,10 +29,14 @@ targetScope = 'resourceGroup'
 @description('Azure region for everything created here (the registries may live elsewhere).')
 param location string = resourceGroup().location
 
-@description('Short base name; resource names are derived from it plus a hash of the resource group.')
+@description('Short base name: 3-20 lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen. Resource names are derived from it plus a hash of the resource group.')
 @minLength(3)
 @maxLength(20)
 param baseName string = 'regimport'
+
+@description('Goes into that hash: a new value gives every resource a new name. For a redeployment into a group of the same name while the soft-deleted Key Vault of the old one still holds its name (or use keyVaultCreateMode=recover).')
+@maxLength(16)
+param nameSalt string = ''
 
 @description('Tags for every resource.')
 param tags object = {}
@@ -63,7 +73,7 @@ param webhookSecretHeader string = 'X-Webhook-Secret'
 
 // ---- network -----------------------------------------------------------------------------------
 
-@description('Put the app in a VNet: integration subnet with a NAT gateway, storage and Key Vault reachable only through private endpoints.')
+@description('Put the app in a VNet: integration subnet with a NAT gateway, storage and Key Vault reached through private endpoints (storage\'s firewall lets only trusted Azure services through its public endpoint, Key Vault has none).')
 param enableVnet bool = false
 
 param vnetAddressPrefix string = '10.60.0.0/16'
@@ -73,13 +83,31 @@ param integrationSubnetPrefix string = '10.60.0.0/24'
 
 param privateEndpointSubnetPrefix string = '10.60.1.0/24'
 
-@description('With enableVnet: also a private endpoint for the target registry (Premium SKU required).')
+@description('With enableVnet: also a private endpoint for the target registry (Premium SKU required), and the registry private DNS zone.')
 param targetRegistryPrivateEndpoint bool = false
 
-// ---- Event Grid (optional) ---------------------------------------------------------------------
+@description('With enableVnet: create and link the registry private DNS zone (privatelink.azurecr.io) although the target gets no private endpoint, for source registries you give private endpoints in this VNet.')
+param registryPrivateDnsZone bool = false
 
-@description('Resource ID of a registry whose pushes should trigger imports via Event Grid; "" = none. Needs webhookSecrets.eventgrid (sent as ?token=). Deploy the app code first (the subscription handshake calls /api/events).')
-param eventGridRegistryId string = ''
+@description('With enableVnet: public IPv4 addresses or CIDR ranges allowed through the storage firewall besides trusted Azure services (e.g. a build agent that writes the package blob itself).')
+param storageAllowedIpRanges array = []
+
+// ---- hardening ---------------------------------------------------------------------------------
+
+@description('default, or recover: take back the soft-deleted Key Vault of the same name (after az group delete; purge protection keeps it for 30 days) with its secrets.')
+@allowed([ 'default', 'recover' ])
+param keyVaultCreateMode string = 'default'
+
+@description('Application Insights accepts telemetry only with an Entra token (local auth off): the host authenticates as the app identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, Monitoring Metrics Publisher).')
+param appInsightsDisableLocalAuth bool = false
+
+// ---- API authentication (optional) ---------------------------------------------------------------
+
+@description('Client (application) id of the Entra app registration that callers get tokens for (scope api://<client-id>/.default); turns on App Service Authentication with Microsoft Entra ID. "" = not configured.')
+param apiAuthClientId string = ''
+
+@description('Audience accepted besides the client id itself; "" = api://<apiAuthClientId>.')
+param apiAuthAudience string = ''
 
 // ---- importer behaviour (see the README's settings table) ----------------------------------------
 
@@ -98,10 +126,14 @@ param maxLayerBytesPublic int = 2147483648
 @description('IMPORT_BLOB_CONCURRENCY: blobs copied in parallel per import.')
 param blobConcurrency int = 4
 
-@description('IMPORT_QUEUE: the import queue (the host adds "<name>-poison").')
+@description('IMPORT_QUEUE: the import queue (the host adds "<name>-poison"): 3-56 lowercase letters, digits and single hyphens, starting and ending with a letter or digit.')
+@minLength(3)
+@maxLength(56)
 param queueName string = 'imports'
 
-@description('IMPORT_JOBS_TABLE: the job records table.')
+@description('IMPORT_JOBS_TABLE: the job records table: 3-63 letters and digits, starting with a letter.')
+@minLength(3)
+@maxLength(63)
 param jobsTableName string = 'importjobs'
 
 @description('IMPORT_TIMER_SCHEDULE: NCRONTAB of the sweeper (retries, abandoned uploads, expiry).')
@@ -136,9 +168,27 @@ param instanceMemoryMB int = 2048
 
 // ================================================================================================
 
-var suffix = uniqueString(resourceGroup().id, baseName)
-var compactBase = toLower(replace(replace(baseName, '-', ''), '_', ''))
-var appName = '${baseName}-${suffix}'
+// ---- input checks ------------------------------------------------------------------------------
+// Bicep has no regular expressions: each name is checked character by character against what its
+// resource accepts, and a bad one stops the deployment through fail() before anything is created
+// (every derived name goes through the checked value), instead of failing halfway with an error
+// about some resource's name.
+var baseNameOk = empty(filter(range(0, length(baseName)), i => !contains('abcdefghijklmnopqrstuvwxyz0123456789-', substring(baseName, i, 1)))) && contains('abcdefghijklmnopqrstuvwxyz', substring(baseName, 0, 1)) && !endsWith(baseName, '-')
+var queueNameOk = empty(filter(range(0, length(queueName)), i => !contains('abcdefghijklmnopqrstuvwxyz0123456789-', substring(queueName, i, 1)))) && !startsWith(queueName, '-') && !endsWith(queueName, '-') && !contains(queueName, '--')
+var jobsTableNameOk = empty(filter(range(0, length(jobsTableName)), i => !contains('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', substring(jobsTableName, i, 1)))) && !contains('0123456789', substring(jobsTableName, 0, 1))
+
+var checkedBaseName = baseNameOk ? baseName : fail('baseName must be lowercase letters, digits and hyphens, start with a letter and not end with a hyphen (it becomes part of the site, storage and Key Vault names).')
+var checkedQueueName = queueNameOk ? queueName : fail('queueName must be lowercase letters, digits and single hyphens, starting and ending with a letter or digit (an Azure Storage queue name).')
+var checkedJobsTableName = jobsTableNameOk ? jobsTableName : fail('jobsTableName must be letters and digits, starting with a letter (an Azure Storage table name).')
+
+// Webhook secrets: known senders only, each 16+ characters (the app refuses a shorter one at start).
+var unknownSenders = filter(objectKeys(webhookSecrets), name => !contains([ 'github', 'harbor', 'acr', 'distribution', 'dockerhub', 'eventgrid' ], name))
+var shortSecrets = filter(items(webhookSecrets), item => !empty(item.value) && length(item.value) < 16)
+var checkedWebhookSecrets = !empty(unknownSenders) ? fail('webhookSecrets: unknown sender(s) ${join(unknownSenders, ', ')}; expected github, harbor, acr, distribution, dockerhub, eventgrid.') : (!empty(shortSecrets) ? fail('webhookSecrets: the secret of ${join(map(shortSecrets, item => item.key), ', ')} is shorter than 16 characters.') : webhookSecrets)
+
+var suffix = empty(nameSalt) ? uniqueString(resourceGroup().id, checkedBaseName) : uniqueString(resourceGroup().id, checkedBaseName, nameSalt)
+var compactBase = toLower(replace(checkedBaseName, '-', ''))
+var appName = '${checkedBaseName}-${suffix}'
 var storageName = take('st${take(compactBase, 9)}${suffix}', 24)
 var vaultName = take('kv-${take(compactBase, 8)}-${suffix}', 24)
 var deploymentContainerName = 'app-package'
@@ -153,13 +203,13 @@ var webhookSecretNames = {
   dockerhub: 'import-webhook-secret-dockerhub'
   eventgrid: 'import-eventgrid-secret'
 }
-var webhookVaultSecrets = toObject(items(webhookSecrets), item => webhookSecretNames[item.key], item => item.value)
+var webhookVaultSecrets = toObject(items(checkedWebhookSecrets), item => webhookSecretNames[item.key], item => item.value)
 var vaultSecrets = union({ 'import-credential-key': credentialKey }, webhookVaultSecrets)
 // A reference only where a secret was given: an unresolvable reference would reach the app as its
 // literal text, and a secret that anyone can spell is worse than none (the app refuses a provider
 // whose secret is empty).
 var kv = '@Microsoft.KeyVault(VaultName=${vaultName};SecretName='
-var webhookSecretRefs = toObject(items(webhookSecretNames), item => item.key, item => (contains(webhookSecrets, item.key) && !empty(webhookSecrets[item.key])) ? '${kv}${item.value})' : '')
+var webhookSecretRefs = toObject(items(webhookSecretNames), item => item.key, item => (contains(checkedWebhookSecrets, item.key) && !empty(checkedWebhookSecrets[item.key])) ? '${kv}${item.value})' : '')
 
 var acrPush = '8311e382-0749-4cb8-b61a-304f252e45ec'
 var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
@@ -181,7 +231,13 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
-  params: { location: location, name: appName, tags: tags }
+  params: {
+    location: location
+    name: appName
+    disableLocalAuth: appInsightsDisableLocalAuth
+    metricsPublisherPrincipalId: appInsightsDisableLocalAuth ? principalId : ''
+    tags: tags
+  }
 }
 
 module network 'modules/network.bicep' = if (enableVnet) {
@@ -192,6 +248,7 @@ module network 'modules/network.bicep' = if (enableVnet) {
     addressPrefix: vnetAddressPrefix
     integrationSubnetPrefix: integrationSubnetPrefix
     privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    registryDnsZone: targetRegistryPrivateEndpoint || registryPrivateDnsZone
     tags: tags
   }
 }
@@ -201,10 +258,11 @@ module storage 'modules/storage.bicep' = {
   params: {
     location: location
     name: storageName
-    queueName: queueName
-    jobsTableName: jobsTableName
+    queueName: checkedQueueName
+    jobsTableName: checkedJobsTableName
     deploymentContainerName: deploymentContainerName
-    privateOnly: enableVnet
+    restrictNetwork: enableVnet
+    allowedIpRanges: storageAllowedIpRanges
     tags: tags
   }
 }
@@ -221,6 +279,9 @@ var appSettings = union({
   IMPORT_TARGET_REGISTRY: targetRegistry.properties.loginServer
   IMPORT_MANAGED_IDENTITY_CLIENT_ID: userAssigned ? identity.properties.clientId : ''
   IMPORT_ARM_ENDPOINT: environment().resourceManager
+  IMPORT_REGISTRY_NAMES: '' // the ARM route knows the target's ACR name; list name=login.server pairs for others
+  IMPORT_ARM_RETRY_AFTER_SECONDS: '10'
+  IMPORT_ARM_ALLOW_ANONYMOUS: 'false' // the ARM route needs App Service Authentication (Entra ID) to be on
   IMPORT_CREDENTIAL_KEY: '${kv}import-credential-key)' // fails closed until the secret exists
   IMPORT_WEBHOOK_SECRET_GITHUB: webhookSecretRefs.github
   IMPORT_WEBHOOK_SECRET_HARBOR: webhookSecretRefs.harbor
@@ -238,8 +299,8 @@ var appSettings = union({
   IMPORT_MAX_MANIFESTS: string(maxManifests)
   IMPORT_MAX_LAYER_BYTES_PUBLIC: string(maxLayerBytesPublic)
   IMPORT_BLOB_CONCURRENCY: string(blobConcurrency)
-  IMPORT_QUEUE: queueName
-  IMPORT_JOBS_TABLE: jobsTableName
+  IMPORT_QUEUE: checkedQueueName
+  IMPORT_JOBS_TABLE: checkedJobsTableName
   IMPORT_TIMER_SCHEDULE: timerSchedule
   IMPORT_MAX_ATTEMPTS: string(maxAttempts)
   IMPORT_LEASE_SECONDS: string(leaseSeconds)
@@ -253,6 +314,12 @@ var appSettings = union({
 } : {})
 // app-settings:end
 
+// Read by the Functions host, not by the app's code: with local auth off, the host sends its
+// telemetry with an Entra token of the app identity.
+var hostSettings = appInsightsDisableLocalAuth ? {
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: userAssigned ? 'ClientId=${identity.properties.clientId};Authorization=AAD' : 'Authorization=AAD'
+} : {}
+
 module app 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
@@ -264,6 +331,8 @@ module app 'modules/functionapp.bicep' = {
     subnetId: enableVnet ? network.outputs.integrationSubnetId : ''
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    apiAuthClientId: apiAuthClientId
+    apiAuthAudiences: empty(apiAuthClientId) ? [] : [ empty(apiAuthAudience) ? 'api://${apiAuthClientId}' : apiAuthAudience ]
     tags: tags
   }
 }
@@ -278,6 +347,7 @@ module vault 'modules/keyvault.bicep' = {
     readerPrincipalId: principalId
     secrets: vaultSecrets
     privateOnly: enableVnet
+    createMode: keyVaultCreateMode
     tags: tags
   }
 }
@@ -306,12 +376,6 @@ module sourceReader 'modules/registryRole.bicep' = [for (id, i) in sourceRegistr
   scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
   params: { registryName: last(split(id, '/')), principalId: principalId, roleDefinitionId: reader }
 }]
-
-module settings 'modules/appsettings.bicep' = {
-  name: 'appsettings'
-  params: { siteName: app.outputs.name, appSettings: appSettings }
-  dependsOn: [ vault, storageRoles, targetPush ]
-}
 
 // ---- private endpoints ----------------------------------------------------------------------------
 
@@ -357,21 +421,24 @@ module registryPrivateEndpoint 'modules/privateEndpoint.bicep' = if (enableVnet 
   }
 }
 
-// ---- Event Grid ---------------------------------------------------------------------------------
+// ---- app settings, last --------------------------------------------------------------------------
 
-// (parts of the target's ID when unset, so the scope expression stays valid while skipped)
-var eventGridParts = split(empty(eventGridRegistryId) ? targetRegistryId : eventGridRegistryId, '/')
-
-module events 'modules/eventgrid.bicep' = if (!empty(eventGridRegistryId)) {
-  name: 'eventgrid'
-  scope: resourceGroup(eventGridParts[2], eventGridParts[4])
-  dependsOn: [ settings ]
-  params: {
-    registryName: last(eventGridParts)
-    appHostName: app.outputs.defaultHostName
-    eventGridSecret: contains(webhookSecrets, 'eventgrid') ? webhookSecrets.eventgrid : ''
-    tags: tags
-  }
+// Writing them (re)starts the host. Before that: the storage roles (the host's own storage), the
+// Key Vault secrets and the identity's role on the vault (the Key Vault references), AcrPush on the
+// target, and with the VNet the private endpoints with their DNS records: a host that starts
+// against storage it cannot reach yet, or a Key Vault reference that cannot resolve at start, stays
+// broken until the next restart.
+module settings 'modules/appsettings.bicep' = {
+  name: 'appsettings'
+  params: { siteName: app.outputs.name, appSettings: union(appSettings, hostSettings) }
+  dependsOn: [
+    vault
+    storageRoles
+    targetPush
+    storagePrivateEndpoints
+    vaultPrivateEndpoint
+    registryPrivateEndpoint
+  ]
 }
 
 // ---- outputs --------------------------------------------------------------------------------------

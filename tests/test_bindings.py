@@ -32,7 +32,7 @@ def trigger(fn: dict) -> dict:
 
 def test_exactly_the_declared_functions(functions):
     assert set(functions) == {"submit_import", "get_import", "run_import", "poisoned_import", "sweep_imports",
-                              "eventgrid_events", "registry_webhook"}
+                              "eventgrid_events", "registry_webhook", "arm_import_image", "arm_operation"}
     for name, fn in functions.items():
         assert (fn["func"].__module__, fn["func"].__name__) == ("function_app", name)
         assert fn["json"]["scriptFile"] == "function_app.py"
@@ -44,6 +44,20 @@ def test_exactly_the_declared_functions(functions):
 def test_event_routes_authenticate_by_their_own_secrets(functions, name, route, methods, level):
     t = trigger(functions[name])
     assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, level)
+
+
+ARM_REGISTRY = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+                "/providers/Microsoft.ContainerRegistry/registries/{registryName}")
+
+
+@pytest.mark.parametrize(("name", "route", "methods"), [
+    ("arm_import_image", ARM_REGISTRY + "/importImage", ["POST"]),
+    ("arm_operation", ARM_REGISTRY + "/{operationKind}/{operationId}", ["GET"])])
+def test_arm_routes_take_a_bearer_token_not_a_function_key(functions, name, route, methods):
+    """ARM's own paths (an SDK with base_url=<app>/api appends them), anonymous to the host: an ARM
+    client sends no function key; App Service Authentication vouches for the caller (service/armapi.py)."""
+    t = trigger(functions[name])
+    assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, "ANONYMOUS")
 
 
 @pytest.mark.parametrize(("name", "route", "methods"), [("submit_import", "imports", ["POST"]),

@@ -285,9 +285,10 @@ def test_json_output_shape_is_exactly_the_contract(capsys, local_env, source_reg
     with Pusher(source_registry) as p:
         pushed = push_image(p, unique_repo, "v1", layers=[1000])
     res = run_json(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1", "--name", target_registry.host)
-    assert set(res) == {"digest", "mediaType", "tags", "manifests", "blobs", "bytes"}
+    assert set(res) == {"digest", "sourceDigest", "mediaType", "tags", "manifests", "blobs", "bytes"}
     assert set(res["blobs"]) == {"copied", "skipped", "mounted"}
-    assert res == {"digest": pushed.digest, "mediaType": pushed.media_type, "tags": [f"{unique_repo}:v1"],
+    assert res == {"digest": pushed.digest, "sourceDigest": pushed.digest, "mediaType": pushed.media_type,
+                   "tags": [f"{unique_repo}:v1"],
                    "manifests": 1, "blobs": {"copied": 2, "skipped": 0, "mounted": 0},
                    "bytes": pushed.total_blob_bytes}
     # the same import again: nothing to do, nothing moved

@@ -52,7 +52,7 @@ def test_match_produces_the_import():
     assert m.source == Reference("registry.example.com", "team/app", "v1.2.3", DIGEST)  # pinned, tag kept
     assert m.source.ref == DIGEST
     assert m.target == TargetSpec("mirror/team/app", "v1.2.3")
-    assert (m.mode, m.force, m.platform, m.credential) == ("Force", True, Platform("linux", "arm64"), "example-reader")
+    assert (m.mode, m.force, m.platforms, m.credential) == ("Force", True, (Platform("linux", "arm64"),), "example-reader")
     assert m.target_registry == "mirror.azurecr.io"
     request = m.to_request("default.azurecr.io", Credential("u", "p"))
     assert request.source == m.source and request.targets == (m.target,)
@@ -60,10 +60,18 @@ def test_match_produces_the_import():
     assert m.dedupe_key(None) == dedupe_key(m.source, "mirror.azurecr.io", m.target)
 
 
+def test_platforms_list_is_kept_in_order_and_duplicates_collapse():
+    m = rules({**BASE, "platforms": ["linux/arm64", "linux/amd64", "linux/arm64", "linux/arm/v7"]}).match(ev())
+    assert m.platforms == (Platform("linux", "arm64"), Platform("linux", "amd64"), Platform("linux", "arm", "v7"))
+    assert m.to_request("default.azurecr.io").platforms == m.platforms
+    one = rules({**BASE, "platforms": ["linux/amd64"]}).match(ev())
+    assert one.platforms == (Platform("linux", "amd64"),)  # one platform: that image, as "platform" does
+
+
 def test_defaults():
     m = rules(dict(BASE)).match(ev())
     assert m.target == TargetSpec("team/app", "v1.2.3")  # default target: the source path and tag
-    assert (m.mode, m.force, m.platform, m.credential, m.target_registry) == ("NoForce", False, None, None, None)
+    assert (m.mode, m.force, m.platforms, m.credential, m.target_registry) == ("NoForce", False, (), None, None)
     assert m.rule_name == "rule 0"
     assert m.to_request("default.azurecr.io").target_registry == "default.azurecr.io"
     with pytest.raises(UsageError, match="no target registry"):
@@ -318,6 +326,12 @@ def test_load_errors(tmp_path):
     ({"rules": [{**BASE, "targetRegistry": "not a host"}]}, r"rules\[0\]\.targetRegistry"),
     ({"rules": [{**BASE, "mode": "Sometimes"}]}, r"rules\[0\]\.mode: 'Sometimes': expected NoForce or Force"),
     ({"rules": [{**BASE, "platform": "linux"}]}, r"rules\[0\]\.platform: invalid platform"),
+    ({"rules": [{**BASE, "platforms": ["linux/amd64", "linux"]}]}, r"rules\[0\]\.platforms\[1\]: invalid platform"),
+    ({"rules": [{**BASE, "platforms": ["linux/amd64", 7]}]}, r"rules\[0\]\.platforms\[1\]: expected a string"),
+    ({"rules": [{**BASE, "platforms": []}]}, r"rules\[0\]\.platforms: expected a non-empty array"),
+    ({"rules": [{**BASE, "platforms": "linux/amd64"}]}, r"rules\[0\]\.platforms: expected a non-empty array"),
+    ({"rules": [{**BASE, "platform": "linux/amd64", "platforms": ["linux/arm64"]}]},
+     r"rules\[0\]\.platforms: give platform or platforms, not both"),
     ({"rules": [{**BASE, "credential": {"username": "u", "password": "p"}}]},
      r"rules\[0\]\.credential: must be the NAME of a credential entry"),
     ({"rules": [{**BASE, "credential": "has space"}]}, r"rules\[0\]\.credential: 'has space'"),
@@ -346,8 +360,9 @@ def test_docs_example_rules_file_loads_and_matches():
     r = MirrorRules.from_json(blocks[0], source="docs/events.md")
     assert [rule.name for rule in r.rules] == ["nginx-stable", "team-releases", "ghcr-charts"]
     m = r.match(ev(registry="docker.io", repository="library/nginx", tag="1.27.3", digest=None))
-    assert (str(m.target), m.platform, m.credential) == ("mirror/library/nginx:1.27.3", Platform("linux", "amd64"),
-                                                         "dockerhub")
+    assert (str(m.target), m.platforms, m.credential) == (
+        "mirror/library/nginx:1.27.3", (Platform("linux", "amd64"), Platform("linux", "arm64")), "dockerhub")
+    assert m.to_request("mirror.azurecr.io").platforms == m.platforms
     assert r.match(ev(registry="docker.io", repository="library/nginx", tag="1.27.3-alpine")) is None
     m = r.match(ev(registry="contoso.azurecr.io", repository="team/api", tag="v4.0.1"))
     assert (str(m.target), m.mode) == ("upstream/contoso.azurecr.io/team/api:v4.0.1", "Force")
@@ -426,7 +441,7 @@ def test_property_range_parse_raises_only_usage_errors(text):
 
 
 _RULE_KEYS = ["rules", "version", "registry", "repository", "tags", "excludeTags", "semver", "target", "mode",
-              "platform", "credential", "name", "includePrerelease", "targetRegistry"]
+              "platform", "platforms", "credential", "name", "includePrerelease", "targetRegistry"]
 
 
 def _rule_children(children):

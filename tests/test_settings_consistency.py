@@ -30,10 +30,13 @@ HOST_SETTINGS = {
                                 "functionAppConfig.runtime instead and rejects it as an app setting",
     "AzureWebJobsFeatureFlags": "EnableWorkerIndexing (Python v2 model) for older local hosts; on by default in Azure",
 }
-# Read by Settings, but from the process environment rather than app settings.
+# Read by Settings, but from the process environment (the platform's or the user's) rather than app settings.
 PROCESS_ENV = {
     "HOME": "fallback location of ~/.docker/config.json",
     "DOCKER_CONFIG": "docker's own variable for its config directory",
+    "WEBSITE_AUTH_ENABLED": "set by App Service when its Authentication (Easy Auth) is on (the ARM route)",
+    "WEBSITE_SITE_NAME": "set by App Service in Azure: the app is not on a local host (the ARM route)",
+    "FUNCTIONS_CORETOOLS_ENVIRONMENT": "set by Core Tools (`func start`) and devhost: a local host (the ARM route)",
 }
 # Read only by the local stand-in for the Functions host (a shell, which reads its own settings).
 LOCAL_ONLY = {

@@ -26,6 +26,7 @@ from typing import NamedTuple, Protocol
 import httpx
 
 from ..net.bodies import MAX_JSON_BODY, send_capped
+from ..values.arm import ACR_SUFFIXES
 from ..values.errors import AuthError, RegistryError, TransportError
 from .challenge import Challenge
 
@@ -35,7 +36,6 @@ __all__ = ["ACR_AUDIENCE", "AccessToken", "AcrTokenProvider", "TokenCredential",
 # ACR's own audience: accepted even where a registry refuses ARM-audience tokens
 # (azureADAuthenticationAsArmPolicy disabled, learn.microsoft.com container-registry-disable-authentication-as-arm).
 ACR_AUDIENCE = "https://containerregistry.azure.net/.default"
-ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")  # public, China, US Government clouds
 # Issuers of Entra ID access tokens (v1 and v2 endpoints; public, China, US Government clouds).
 _ENTRA_ISSUERS = ("https://sts.windows.net/", "https://login.microsoftonline.com/", "https://sts.chinacloudapi.cn/",
                   "https://login.chinacloudapi.cn/", "https://login.microsoftonline.us/")

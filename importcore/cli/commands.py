@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="read the password from standard input (kept out of the process list and shell history)")
     imp.add_argument("--registry", "-r", help="source ACR resource ID")
     imp.add_argument("--force", action="store_true", help="overwrite existing target tags (mode Force)")
-    imp.add_argument("--platform", help="os/arch[/variant]: import only that platform's manifest")
+    imp.add_argument("--platform", action="append", default=[],
+                     help="os/arch[/variant]: import only that platform's manifest out of an index; repeated: "
+                     "a new index of just those platforms")
     imp.add_argument("--copy-foreign-layers", action="store_true",
                      help="also copy non-distributable (foreign) layers")
     imp.add_argument("--output", "-o", choices=("text", "json"), default="text")
@@ -71,13 +73,20 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
         targets=resolve_targets(source, args.image, args.repository),
         target_registry=parse_registry(target_registry),
         force=args.force,
-        platform=Platform.parse(args.platform) if args.platform else None,
+        platforms=_platforms(args.platform),
         credential=credential,
         copy_foreign=args.copy_foreign_layers,
         source_resource_id=resource_id,
     )
     check_targets(request.targets, request.target_registry, field="target")
     return request
+
+
+def _platforms(texts: list[str]) -> tuple[Platform, ...]:
+    try:
+        return tuple(Platform.parse(text) for text in texts)
+    except UsageError as exc:
+        raise UsageError(f"--platform: {exc.message}", target="--platform") from None
 
 
 def _stdin_password() -> str:
@@ -93,15 +102,17 @@ def _stdin_password() -> str:
 def _text(result: ImportResult, request: ImportRequest) -> str:
     untagged = [f"{t.repository}@{result.digest}" for t in request.targets if t.tag is None]
     where = ", ".join(result.tags + untagged)
+    picked = f", from source index {result.source_digest}" if result.source_digest not in ("", result.digest) else ""
     return (f"imported {request.source} -> {request.target_registry}: {where}\n"
-            f"digest {result.digest} ({result.media_type}), {result.manifests} manifest(s), blobs: "
+            f"digest {result.digest} ({result.media_type}{picked}), {result.manifests} manifest(s), blobs: "
             f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
             f"{result.bytes} bytes in {result.seconds:.2f}s")
 
 
-# DESIGN.md's --output json contract, exactly: scripts parse these keys. ImportResult.to_dict()
-# carries more (repositories, timings) for the job record; the CLI prints only the contract.
-_JSON_KEYS = ("digest", "mediaType", "tags", "manifests", "blobs", "bytes")
+# The --output json contract (README), exactly: scripts parse these keys. `sourceDigest` is what the source
+# reference resolved to; it differs from `digest` when --platform picked an image or a subset out of an index.
+# ImportResult.to_dict() carries more (repositories, timings) for the job record; the CLI prints only these.
+_JSON_KEYS = ("digest", "sourceDigest", "mediaType", "tags", "manifests", "blobs", "bytes")
 
 
 def _json(result: ImportResult) -> str:

@@ -21,6 +21,7 @@ from .timers import TimerRunner
 from .web import Router, make_server
 
 log = logging.getLogger("importcore.devhost")
+LOCAL_MARKER = "FUNCTIONS_CORETOOLS_ENVIRONMENT"
 
 
 class DevHost:
@@ -29,13 +30,15 @@ class DevHost:
     `env` holds app settings: they resolve %SETTING% binding expressions and, while the host runs,
     are exported to os.environ (restored on stop) because user code reads settings from the
     environment, as in Azure. DEVHOST_FUNCTION_KEY, when set, is required for non-anonymous routes
-    and the admin API.
+    and the admin API. Like Core Tools it sets FUNCTIONS_CORETOOLS_ENVIRONMENT=true (unless `env`
+    says otherwise) and authenticates nobody: there is no App Service Authentication here.
     """
 
     def __init__(self, app: Any, *, host_json: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                  port: int = 0, bind: str = "127.0.0.1", queue_lease: float = 600.0, stop_timeout: float = 30.0) -> None:
         """Index the app's functions and validate bindings and host.json; nothing runs until start()."""
-        self._env = dict(env or {})
+        # Like `func start`, which sets it for the worker: user code can tell it runs locally.
+        self._env = {LOCAL_MARKER: "true", **dict(env or {})}
         settings = {**os.environ, **self._env}
         self.config = HostConfig.from_json(host_json)
         self.functions: dict[str, FunctionSpec] = {s.name: s for s in load_functions(app, settings, self.config)}
@@ -170,7 +173,10 @@ class DevHost:
                 lines.append(f"  {spec.name}: queueTrigger on '{spec.trigger['queueName']}'")
             else:
                 lines.append(f"  {spec.name}: timerTrigger '{spec.trigger['schedule']}'")
-        log.info("Host started at %s\nFunctions:\n%s", self.url, "\n".join(lines))
+        keys = ("the DEVHOST_FUNCTION_KEY on non-anonymous routes" if self.function_key
+                else "no function keys either (set DEVHOST_FUNCTION_KEY)")
+        log.info("Host started at %s (a local host: no App Service Authentication, anonymous routes are open; %s)"
+                 "\nFunctions:\n%s", self.url, keys, "\n".join(lines))
 
     def __enter__(self) -> DevHost:
         return self.start()

@@ -31,7 +31,7 @@ __all__ = ["CopyOptions", "ImportResult", "Progress", "run_import"]
 @dataclass(frozen=True, slots=True)
 class CopyOptions:
     force: bool = False
-    platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()  # one: that image out of an index; several: a subset index
     copy_foreign: bool = False
     limits: Limits = Limits()
     concurrency: int = 4
@@ -54,7 +54,8 @@ class Progress:
 
 @dataclass
 class ImportResult:
-    digest: str = ""
+    digest: str = ""  # what the target holds now
+    source_digest: str = ""  # what the source reference resolved to (differs when platforms were picked)
     media_type: str = ""
     tags: list[str] = field(default_factory=list)
     repositories: list[str] = field(default_factory=list)
@@ -67,7 +68,8 @@ class ImportResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"digest": self.digest, "mediaType": self.media_type, "tags": self.tags,
+        return {"digest": self.digest, "sourceDigest": self.source_digest or self.digest,
+                "mediaType": self.media_type, "tags": self.tags,
                 "repositories": self.repositories, "manifests": self.manifests,
                 "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
                 "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
@@ -85,10 +87,11 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
     on_progress(progress)
     result = ImportResult(repositories=sorted({t.repository for t in targets}))
     # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
-    if options.platform is None:
+    if not options.platforms:
         resolved = source.manifest_head(ref.repository, ref.ref)
         if resolved is not None and _all_present(target, targets, resolved[0]):
             result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
+            result.source_digest = result.digest
             result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
             result.seconds = time.monotonic() - started
             progress.phase = "done"
@@ -99,10 +102,18 @@ def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient
             # moved in between cannot make the NoForce check and the copy disagree.
             ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="blob") as pool:
-        plan = plan_import(source, ref, platform=options.platform, limits=options.limits,
+        plan = plan_import(source, ref, platforms=options.platforms, limits=options.limits,
                            copy_foreign=options.copy_foreign, pool=pool)
         result.digest, result.media_type = plan.top.digest, plan.top.media_type
+        result.source_digest = plan.source.digest or plan.top.digest
         result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
+        if options.platforms and _all_present(target, targets, plan.top.digest):
+            # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
+            result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
+            result.seconds = time.monotonic() - started
+            progress.phase = "done"
+            on_progress(progress)
+            return result
         if not options.force:
             _check_no_conflict(target, targets, plan.top.digest)
         progress.phase = "copying"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..values.errors import LimitExceeded, ManifestError, NotFoundError
+from . import subset
+from ..values.errors import LimitExceeded, ManifestError
 from ..values.media import Descriptor, Manifest, Platform
 from ..values.reference import Reference
 from ..registry.client import RegistryClient
@@ -24,7 +26,7 @@ class Limits:
 
 @dataclass
 class Plan:
-    source: Reference
+    source: Reference  # pinned to the source's digest (for a platform subset: the source index's)
     top: Manifest
     manifests: list[Manifest] = field(default_factory=list)  # children before parents; top last
     blobs: dict[str, Descriptor] = field(default_factory=dict)  # unique by digest, in first-seen order
@@ -35,19 +37,22 @@ class Plan:
         return sum(d.size for d in self.blobs.values())
 
 
-def plan_import(source: RegistryClient, ref: Reference, *, platform: Platform | None, limits: Limits,
+def plan_import(source: RegistryClient, ref: Reference, *, platforms: Sequence[Platform] = (), limits: Limits,
                 copy_foreign: bool = False, pool: ThreadPoolExecutor | None = None) -> Plan:
-    """Fetch every manifest under `ref` (by digest, verified) and list the blobs to move."""
+    """Fetch every manifest under `ref` (by digest, verified) and list the blobs to move.
+
+    `platforms`: one -> that platform's manifest out of an index; several -> a new index of just those
+    (engine/subset.py), whose children are the source's; `plan.source.digest` stays the source's."""
     top = source.manifest_get(ref.repository, ref.ref)
     if ref.digest is None:
         ref = Reference(ref.registry, ref.repository, ref.tag, top.digest)
-    if platform is not None and top.is_index:
-        chosen = [d for d in top.children if platform.matches(d.platform)]
-        if not chosen:
-            offered = ", ".join(sorted({str(d.platform) for d in top.children if d.platform})) or "none"
-            raise NotFoundError(f"{ref}: no manifest for platform {platform} (the index offers: {offered})",
-                                status=404, codes=("MANIFEST_UNKNOWN",), target="platform")
-        top = source.manifest_get(ref.repository, chosen[0].digest)
+    subset.require_index(top, platforms, where=str(ref))
+    if platforms and top.is_index:
+        picked = subset.select(top, platforms, where=str(ref))
+        if len(platforms) == 1:
+            top = source.manifest_get(ref.repository, top.children[picked[0]].digest)
+        else:
+            top = subset.subset_index(top, picked, where=str(ref))
     plan = Plan(ref, top)
     _walk(source, ref, top, plan, limits, copy_foreign, depth=0, pool=pool)
     return plan

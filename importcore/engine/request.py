@@ -19,11 +19,15 @@ class ImportRequest:
     targets: tuple[TargetSpec, ...]
     target_registry: str
     force: bool = False
-    platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()  # one: that image out of an index; several: a new index of just those
     credential: Credential | None = None  # for the source registry
     copy_foreign: bool = False
     credential_ref: str | None = None  # a REGISTRY_AUTH_FILE entry to use instead of the source host's
     source_resource_id: str | None = None  # an ACR by ARM resource ID: its login server is looked up at run time
+
+    def __post_init__(self) -> None:
+        # The same platform asked for twice is asked for once (order kept: it names them in errors).
+        object.__setattr__(self, "platforms", tuple(dict.fromkeys(self.platforms)))
 
 
 def resolve_targets(source: Reference, images: list[str], repositories: list[str], *,

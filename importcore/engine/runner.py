@@ -74,7 +74,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
         public = src_registry in settings.public_registries
         limits = Limits(max_manifests=settings.max_manifests,
                         max_layer_bytes=settings.max_layer_bytes_public if public else None)
-        options = CopyOptions(force=request.force, platform=request.platform, copy_foreign=request.copy_foreign,
+        options = CopyOptions(force=request.force, platforms=request.platforms, copy_foreign=request.copy_foreign,
                               limits=limits, concurrency=settings.blob_concurrency)
         if request.target_registry != src_registry:
             try:

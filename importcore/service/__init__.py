@@ -1,6 +1,6 @@
 """The service: submit and look up imports, process queue messages, sweep on a timer.
 
-function_app.py calls exactly these four methods; nothing here knows azure.functions.
+function_app.py calls these methods (and .intake's, .arm's); nothing here knows azure.functions.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..engine.runner import policy_for
 from ..values.settings import Settings
 from ..triggers import target_key
 from .api import Reply, error_reply, parse_import_body, request_summary
+from .armapi import ArmApi
 from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
@@ -50,16 +51,24 @@ class ImportService:
 
     def submit(self, body: bytes) -> Reply:
         """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""
+        accepted = self.accept(body, self.settings.target_registry)
+        if isinstance(accepted, Reply):
+            return accepted
+        return Reply(202, accepted.view(), (("Location", f"/api/imports/{accepted.id}"),))
+
+    def accept(self, body: bytes, target_registry: str | None) -> Job | Reply:
+        """An ImportImage body into `target_registry` (one the settings name: it is trusted) -> the
+        Queued job, or the 400 Reply naming the bad field. POST /api/imports and the ARM route."""
         try:
-            request = parse_import_body(body, target_registry=self.settings.target_registry,
-                                        policy=policy_for(self.settings, self.settings.target_registry))
+            request = parse_import_body(body, target_registry=target_registry,
+                                        policy=policy_for(self.settings, target_registry))
             sealed = self.box.seal_credential(request.credential)
         except (UsageError, HostNotAllowed, TransportError) as exc:
             # TransportError: the source host does not resolve, so the host policy cannot be checked;
             # answering now (naming the field) beats a 500 or a job that fails minutes later.
             return error_reply(400, exc.code, exc.message, exc.target)
         job, _ = self.create_job(request, sealed_credential=sealed)
-        return Reply(202, job.view(), (("Location", f"/api/imports/{job.id}"),))
+        return job
 
     def create_job(self, request: ImportRequest, *, sealed_credential: str | None = None,
                    dedupe: str | None = None) -> tuple[Job, bool]:
@@ -107,6 +116,11 @@ class ImportService:
             gave_up = {"code": "InternalError", "message": "every delivery of this import's queue message failed; "
                        f"the host moved it to the poison queue ({job.attempts} attempts started)"}
             self.worker.give_up(job, job.error or gave_up)
+
+    @cached_property
+    def arm(self) -> ArmApi:
+        """The ARM ImportImage routes (what Azure SDKs call)."""
+        return ArmApi(self)
 
     @cached_property
     def intake(self) -> EventIntake:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from ..auth import Credential
+from ..values.arm import arm_error
 from ..values.errors import ImporterError, UsageError
 from ..net.hostpolicy import HostPolicy
 from ..values.media import Platform
@@ -32,10 +33,7 @@ class Reply:
 
 
 def error_reply(status: int, code: str, message: str, target: str | None = None) -> Reply:
-    error = {"code": code, "message": message}
-    if target:
-        error["target"] = target
-    return Reply(status, {"error": error})
+    return Reply(status, arm_error(code, message, target))
 
 
 def _field(container: dict, name: str, path: str, kind: type, *, required: bool = False):
@@ -99,12 +97,7 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
     mode = _field(body, "mode", "mode", str) or "NoForce"
     if mode.lower() not in _MODES:
         raise UsageError(f"mode must be NoForce or Force, not {mode[:40]!r}", target="mode")
-    platform = None
-    if _field(body, "platform", "platform", str):
-        try:
-            platform = Platform.parse(body["platform"])
-        except UsageError as exc:
-            raise _with_target(exc, "platform") from None
+    platforms = _platforms(body)
     tags, untagged = _strings(body, "targetTags"), _strings(body, "untaggedTargetRepositories")
     targets = resolve_targets(ref, tags, untagged, fields=("targetTags", "untaggedTargetRepositories"))
     target = parse_registry(target_registry)
@@ -116,7 +109,32 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
             exc.target = "source.registryUri" if registry else "source.sourceImage"
             raise
     return ImportRequest(source=ref, targets=targets, target_registry=target, force=_MODES[mode.lower()],
-                         platform=platform, credential=credential, source_resource_id=resource_id)
+                         platforms=platforms, credential=credential, source_resource_id=resource_id)
+
+
+def _platforms(body: dict) -> tuple[Platform, ...]:
+    """`"platform": "os/arch[/variant]"` (as ImportImage has it) or `"platforms": [...]` (several: a new index
+    of just those), never both; an empty list is refused rather than read as "every platform"."""
+    one = _field(body, "platform", "platform", str) or None  # "" was always read as "no platform"
+    if body.get("platforms") is None:
+        if one is None:
+            return ()
+        try:
+            return (Platform.parse(one),)
+        except UsageError as exc:
+            raise _with_target(exc, "platform") from None
+    if one is not None:
+        raise UsageError("give platform or platforms, not both", target="platforms")
+    texts = _strings(body, "platforms")
+    if not texts:
+        raise UsageError("platforms is empty; leave it out to import every platform", target="platforms")
+    parsed = []
+    for i, text in enumerate(texts):
+        try:
+            parsed.append(Platform.parse(text))
+        except UsageError as exc:
+            raise UsageError(f"platforms[{i}]: {exc.message}", target=f"platforms[{i}]") from None
+    return tuple(parsed)
 
 
 def _credential(source: dict) -> Credential | None:
@@ -140,7 +158,7 @@ def request_summary(request: ImportRequest) -> dict:
     """The request as stored in the job record and shown in status: no credentials."""
     return {"source": str(request.source), "targetRegistry": request.target_registry,
             "targets": [str(t) for t in request.targets], "mode": "Force" if request.force else "NoForce",
-            "platform": str(request.platform) if request.platform else None,
+            "platforms": [str(p) for p in request.platforms] or None,
             "authenticated": request.credential is not None, "credentialRef": request.credential_ref,
             "resourceId": request.source_resource_id}
 
@@ -154,6 +172,12 @@ def request_from_summary(summary: dict, credential: Credential | None) -> Import
         targets.append(TargetSpec(repo, tag or None))
     return ImportRequest(source=source, targets=tuple(targets), target_registry=summary["targetRegistry"],
                          force=summary.get("mode") == "Force",
-                         platform=Platform.parse(summary["platform"]) if summary.get("platform") else None,
+                         platforms=_stored_platforms(summary),
                          credential=credential, credential_ref=summary.get("credentialRef"),
                          source_resource_id=summary.get("resourceId"))
+
+
+def _stored_platforms(summary: dict) -> tuple[Platform, ...]:
+    # Records written before "platforms" existed carry a single "platform".
+    texts = summary.get("platforms") or ([summary["platform"]] if summary.get("platform") else [])
+    return tuple(Platform.parse(text) for text in texts)

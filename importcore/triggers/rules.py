@@ -6,7 +6,7 @@ The rules file is JSON (path in the setting IMPORT_MIRROR_RULES_FILE), documente
      "rules": [
        {"name": "nginx-stable", "registry": "docker.io", "repository": "library/nginx",
         "tags": "[0-9.]+", "semver": ">=1.24,<2", "target": "mirror/{repository}",
-        "mode": "NoForce", "platform": "linux/amd64", "credential": "dockerhub"}]}
+        "mode": "NoForce", "platforms": ["linux/amd64", "linux/arm64"], "credential": "dockerhub"}]}
 
 Rules are tried in order; the first whose registry, repository and tag filters all match wins.
 No match: None (acknowledge the event, import nothing).
@@ -38,7 +38,7 @@ MAX_RULES_FILE_BYTES = 1024 * 1024
 PLACEHOLDERS = ("registry", "repository", "name", "tag")
 MODES = {"noforce": "NoForce", "force": "Force"}
 _FIELDS = ("name", "description", "registry", "repository", "tags", "excludeTags", "semver",
-           "includePrerelease", "target", "targetRegistry", "mode", "platform", "credential")
+           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential")
 _TOP_FIELDS = ("version", "description", "rules")
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 _GLOB_CHARS = frozenset("*?[")
@@ -56,7 +56,7 @@ class MatchedImport:
     target: TargetSpec
     target_registry: str | None  # None: the app's IMPORT_TARGET_REGISTRY
     mode: str  # "NoForce" | "Force"
-    platform: Platform | None
+    platforms: tuple[Platform, ...]  # rule's `platform` or `platforms`; empty: every platform
     credential: str | None  # the NAME of a credential entry for the source; never a secret
 
     @property
@@ -74,7 +74,7 @@ class MatchedImport:
         """The ImportRequest; `credential` is what the caller looked up by `self.credential`."""
         return ImportRequest(source=self.source, targets=(self.target,),
                              target_registry=self.resolved_target_registry(default_target_registry),
-                             force=self.force, platform=self.platform, credential=credential)
+                             force=self.force, platforms=self.platforms, credential=credential)
 
     def dedupe_key(self, default_target_registry: str | None) -> str:
         from .dedupe import dedupe_key  # local: dedupe is the leaf module
@@ -95,7 +95,7 @@ class MirrorRule:
     target: str  # template
     target_registry: str | None
     mode: str
-    platform: Platform | None
+    platforms: tuple[Platform, ...]
     credential: str | None
 
     def matches(self, event: PushEvent) -> bool:
@@ -135,7 +135,7 @@ class MirrorRules:
                 return MatchedImport(rule_index=rule.index, rule_name=rule.name, event=event,
                                      source=event.reference, target=rule.render_target(event),
                                      target_registry=rule.target_registry, mode=rule.mode,
-                                     platform=rule.platform, credential=rule.credential)
+                                     platforms=rule.platforms, credential=rule.credential)
         return None
 
     def __len__(self) -> int:
@@ -229,7 +229,7 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")
-    platform = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
+    platforms = _platforms(raw, where, text, fail)
     credential = raw.get("credential")
     if isinstance(credential, dict):
         raise fail(f"{where}.credential", "must be the NAME of a credential entry, never the secret itself")
@@ -238,7 +238,25 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
         raise fail(f"{where}.credential", f"{credential[:40]!r}: a credential entry name is 1-64 of letters, "
                                           "digits, '.', '_', '-'")
     return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
-                      target_registry, mode, platform, credential)
+                      target_registry, mode, platforms, credential)
+
+
+def _platforms(raw: dict, where: str, text, fail) -> tuple[Platform, ...]:
+    """`platform` (one) or `platforms` (a non-empty list: a new index of just those), never both."""
+    one = _parsed(Platform.parse, text("platform"), f"{where}.platform", fail)
+    many = raw.get("platforms")
+    if many is None:
+        return (one,) if one else ()
+    if one is not None:
+        raise fail(f"{where}.platforms", "give platform or platforms, not both")
+    if not isinstance(many, list) or not many:
+        raise fail(f"{where}.platforms", 'expected a non-empty array such as ["linux/amd64", "linux/arm64"]')
+    parsed = []
+    for j, item in enumerate(many):
+        if not isinstance(item, str):
+            raise fail(f"{where}.platforms[{j}]", f"expected a string, got {json.dumps(item)[:60]}")
+        parsed.append(_parsed(Platform.parse, item.strip(), f"{where}.platforms[{j}]", fail))
+    return tuple(dict.fromkeys(parsed))
 
 
 def _parsed(parse, value: str | None, where: str, fail):

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .arm import parse_registry_names
 from .errors import UsageError
 
 __all__ = ["DEFAULT_ARM_ENDPOINT", "DEFAULT_SECRET_HEADER", "SECRET_SETTINGS", "Settings"]
@@ -53,6 +54,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     if value < minimum:
         raise UsageError(f"setting {name}={value} must be at least {minimum}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise UsageError(f"setting {name}={raw[:20]!r} is not true or false")
 
 
 def _auth_file(env: Mapping[str, str]) -> Path:
@@ -105,6 +115,16 @@ class Settings:
     webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     webhook_secret_header: str = DEFAULT_SECRET_HEADER
     applicationinsights_connection_string: str | None = field(default=None, repr=False)
+    # The ARM route (ImportImage): {registryName} -> login server pairs besides the target's ACR name,
+    # the Retry-After its 202s carry, and who may call it (service/armapi.py).
+    registry_names: tuple[tuple[str, str], ...] = ()
+    arm_retry_after_seconds: int = 10
+    arm_allow_anonymous: bool = False  # explicit opt-out of App Service Authentication on the ARM route
+    # Set by the platform, not by us: App Service Authentication (Easy Auth) is on for this app; the
+    # app runs in App Service/Functions in Azure; it runs under Core Tools or devhost (local, unauthenticated).
+    easy_auth_enabled: bool = False
+    in_azure: bool = False
+    local_host: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,4 +157,10 @@ class Settings:
                              if (secret := _text(env, name)) is not None},
             webhook_secret_header=_text(env, "IMPORT_WEBHOOK_SECRET_HEADER") or DEFAULT_SECRET_HEADER,
             applicationinsights_connection_string=_text(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            registry_names=parse_registry_names(env.get("IMPORT_REGISTRY_NAMES")),
+            arm_retry_after_seconds=_int(env, "IMPORT_ARM_RETRY_AFTER_SECONDS", 10),
+            arm_allow_anonymous=_bool(env, "IMPORT_ARM_ALLOW_ANONYMOUS"),
+            easy_auth_enabled=(_text(env, "WEBSITE_AUTH_ENABLED") or "").lower() == "true",
+            in_azure=_text(env, "WEBSITE_SITE_NAME") is not None,
+            local_host=(_text(env, "FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").lower() == "true",
         )

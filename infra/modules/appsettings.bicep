@@ -1,7 +1,7 @@
 // All app settings of the Function App, as one Microsoft.Web/sites/config 'appsettings' resource:
 // a setting not listed in main.bicep's appSettings is removed. Deployed last (after the role
-// assignments and the Key Vault secret) so the host's first start finds its storage roles and the
-// Key Vault reference resolves.
+// assignments, the Key Vault secrets and, with the VNet, the private endpoints and their DNS
+// records) so the host's first start finds its storage reachable and the Key Vault references resolve.
 
 param siteName string
 

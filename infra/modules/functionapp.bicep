@@ -4,6 +4,8 @@
 // Vault secret exists (a system-assigned identity only exists once this site does).
 // Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION /
 // WEBSITE_RUN_FROM_PACKAGE as app settings: runtime and version are functionAppConfig.runtime.
+// It also rejects most siteConfig properties of other plans (ftpsState, use32BitWorkerProcess,
+// alwaysOn, ...): FTP is switched off here with the basic publishing credentials policies instead.
 
 param location string
 param name string
@@ -29,6 +31,12 @@ param maximumInstanceCount int = 40
 @description('Memory per instance: 512, 2048 or 4096 MB.')
 @allowed([ 512, 2048, 4096 ])
 param instanceMemoryMB int = 2048
+
+@description('Client (application) id of the Entra app registration callers get tokens for; "" = no App Service Authentication.')
+param apiAuthClientId string = ''
+
+@description('Token audiences accepted besides the client id itself, e.g. api://<client-id>.')
+param apiAuthAudiences array = []
 
 param tags object = {}
 
@@ -62,7 +70,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {
@@ -83,6 +90,56 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         instanceMemoryMB: instanceMemoryMB
       }
       runtime: { name: 'python', version: '3.11' }
+    }
+  }
+}
+
+// No publishing user name and password: deployments (az functionapp deployment source config-zip,
+// the One Deploy endpoint) then authenticate with the deployer's Entra ID token, and FTP is closed.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: { allow: false }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: { allow: false }
+}
+
+// App Service Authentication ("Easy Auth") with Microsoft Entra ID, for the ARM-compatible import
+// route that Azure SDK clients call with a bearer token. It validates a token when one is sent and
+// passes its principal on in X-MS-CLIENT-PRINCIPAL-* headers; requests without one still reach the
+// app (function keys, webhooks, Event Grid), which refuses them on the routes that need a principal.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(apiAuthClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: { enabled: true }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+      forwardProxy: { convention: 'NoProxy' }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: apiAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          // v2.0 access tokens carry the client id as their audience, v1.0 tokens the identifier URI
+          allowedAudiences: union([ apiAuthClientId ], apiAuthAudiences)
+        }
+      }
+    }
+    login: {
+      tokenStore: { enabled: false }
     }
   }
 }

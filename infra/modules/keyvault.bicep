@@ -5,6 +5,12 @@
 // Secrets are written only when a value is passed: a redeploy without one leaves the stored secret
 // as it is (for import-credential-key, the Fernet key of IMPORT_CREDENTIAL_KEY, that keeps the
 // credentials sealed in queued job records readable).
+//
+// Soft delete and purge protection are on, and the name is derived from the resource group: after
+// `az group delete` the name stays taken by the deleted vault for softDeleteRetentionInDays, and a
+// new deployment into a group of the same name fails ("already exists in deleted state"). Deploy
+// with createMode 'recover' (main.bicep: keyVaultCreateMode) to take that vault back, or change the
+// names with main.bicep's nameSalt.
 
 param location string
 
@@ -21,6 +27,10 @@ param secrets object = {}
 @description('Reachable only through a private endpoint (set when the VNet is on).')
 param privateOnly bool = false
 
+@description('default: create (or update) the vault. recover: bring back a soft-deleted vault of this name (after the resource group was deleted, purge protection keeps it for the retention period), with its secrets.')
+@allowed([ 'default', 'recover' ])
+param createMode string = 'default'
+
 param tags object = {}
 
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
@@ -30,6 +40,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   location: location
   tags: tags
   properties: {
+    createMode: createMode
     tenantId: subscription().tenantId
     sku: { family: 'A', name: 'standard' }
     enableRbacAuthorization: true

@@ -1,6 +1,8 @@
 // The app's storage account: the Functions host's own state (AzureWebJobsStorage), the import
 // queue (+ poison queue), the job table, and the blob container Flex Consumption deploys from.
 // Shared keys are off: everything, host included, authenticates with the managed identity.
+// With the VNet the firewall denies everything but trusted Azure services and allowedIpRanges; the
+// app itself goes through the private endpoints (main.bicep).
 
 param location string
 
@@ -18,8 +20,11 @@ param jobsTableName string
 @description('Blob container Flex Consumption deploys the app package from.')
 param deploymentContainerName string
 
-@description('Reachable only through private endpoints (set when the VNet is on).')
-param privateOnly bool = false
+@description('Firewall on (set when the VNet is on): the app reaches the account through its private endpoints; the public endpoint answers only trusted Azure services (the platform writing the deployment package) and allowedIpRanges.')
+param restrictNetwork bool = false
+
+@description('With restrictNetwork: public IPv4 addresses or CIDR ranges also allowed through the firewall (e.g. a build agent that uploads the package blob itself).')
+param allowedIpRanges array = []
 
 param tags object = {}
 
@@ -35,10 +40,15 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     defaultToOAuthAuthentication: true
-    publicNetworkAccess: privateOnly ? 'Disabled' : 'Enabled'
+    // Not 'Disabled', even with the VNet: that would also shut out the trusted services, and the
+    // platform could no longer write the package of a deployment (az functionapp deployment source
+    // config-zip / One Deploy) into the deployment container, which it does from outside the VNet.
+    publicNetworkAccess: 'Enabled'
     networkAcls: {
-      defaultAction: privateOnly ? 'Deny' : 'Allow'
+      defaultAction: restrictNetwork ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
+      ipRules: [for ipRange in (restrictNetwork ? allowedIpRanges : []): { value: ipRange, action: 'Allow' }]
+      virtualNetworkRules: []
     }
   }
 }

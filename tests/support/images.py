@@ -181,6 +181,7 @@ class Pushed:
     foreign: list[dict] = field(default_factory=list)  # descriptors of foreign layers (not pushed)
     platform: Optional[Platform] = None
     children: list["Pushed"] = field(default_factory=list)  # for indexes, in manifest order
+    descriptor_annotations: Optional[dict] = None  # the annotations of this manifest's entry in its index
 
     @property
     def total_blob_bytes(self) -> int:
@@ -195,6 +196,8 @@ class Pushed:
         d = {"mediaType": self.media_type, "digest": self.digest, "size": len(self.raw)}
         if self.platform:
             d["platform"] = _platform_dict(self.platform)
+        if self.descriptor_annotations:
+            d["annotations"] = self.descriptor_annotations
         return d
 
 
@@ -246,11 +249,15 @@ def _push_manifest(pusher, repo, tag, body, mt, blob_descs, **kw) -> Pushed:
 def push_index(pusher: Pusher, repo: str, tag: Optional[str] = None, *,
                platforms: list[Platform] = (("linux", "amd64", None), ("linux", "arm64", "v8")),
                media: str = "oci", layers_per_image: int = 2, layer_size: int = 1024,
-               nested: bool = False, annotations: Optional[dict] = None) -> Pushed:
+               nested: bool = False, annotations: Optional[dict] = None,
+               child_annotations: Optional[list[Optional[dict]]] = None, attestations: bool = False) -> Pushed:
     """Push one image per platform (by digest) and an index over them, tagged ``tag``.
 
     nested=True: the tagged index's only child is an inner (untagged) index over the images;
     ``.children`` then holds that inner index, whose ``.children`` are the images.
+    child_annotations: per platform, the annotations of that image's entry in the index.
+    attestations=True: after the images, one attestation manifest per image, listed the way buildkit
+    lists them (platform unknown/unknown, annotated vnd.docker.reference.type/digest); also in ``.children``.
     """
     _, it, *_ = _TYPES[media]
     if nested:
@@ -259,6 +266,15 @@ def push_index(pusher: Pusher, repo: str, tag: Optional[str] = None, *,
     else:
         kids = [push_image(pusher, repo, None, layers=[layer_size] * layers_per_image, media=media, platform=p)
                 for p in platforms]
+        for kid, notes in zip(kids, child_annotations or []):
+            kid.descriptor_annotations = notes
+        if attestations:
+            images = list(kids)
+            for image in images:
+                att = push_image(pusher, repo, None, layers=[300], media=media, platform=("unknown", "unknown", None))
+                att.descriptor_annotations = {"vnd.docker.reference.digest": image.digest,
+                                              "vnd.docker.reference.type": "attestation-manifest"}
+                kids.append(att)
     body = {"schemaVersion": 2, "mediaType": it, "manifests": [k.descriptor() for k in kids]}
     if annotations:
         body["annotations"] = annotations
