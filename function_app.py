@@ -1,7 +1,7 @@
 """The Azure Functions app (Python v2 model): thin handlers over importcore.service.
 
 Each handler decodes its input, calls the service, encodes the result. Queue names and the
-schedule come from app settings (%IMPORT_QUEUE%, %IMPORT_TIMER_SCHEDULE%).
+schedules come from app settings (%IMPORT_QUEUE%, %IMPORT_TIMER_SCHEDULE%, %IMPORT_SYNC_TIMER_SCHEDULE%).
 """
 
 from __future__ import annotations
@@ -59,6 +59,25 @@ def poisoned_import(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%IMPORT_TIMER_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def sweep_imports(timer: func.TimerRequest) -> None:
     service().sweep()
+
+
+# Scheduled sync (docs/sync.md): the timer only enqueues imports of what changed upstream; the
+# queue trigger above copies them. Each rule runs on its own schedule; this timer is how often that
+# is looked at.
+@app.timer_trigger(arg_name="timer", schedule="%IMPORT_SYNC_TIMER_SCHEDULE%", run_on_startup=False,
+                   use_monitor=False)
+def sync_mirrors(timer: func.TimerRequest) -> None:
+    service().syncs.tick()
+
+
+@app.route(route="syncs", methods=["GET"])
+def list_syncs(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().syncs.list())
+
+
+@app.route(route="syncs/{rule}", methods=["POST"])
+def run_sync(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(service().syncs.run_now(req.route_params.get("rule", "")))
 
 
 # Events and webhooks carry their own authenticity (a secret or a signature per sender, checked in

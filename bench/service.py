@@ -72,6 +72,7 @@ def scenario6(work: Path, n: int, log: Callable[[str], None] = print) -> dict:
                    IMPORT_PLAIN_HTTP_REGISTRIES="127.0.0.1", IMPORT_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
                    IMPORT_QUEUE="imports", IMPORT_JOBS_TABLE="importjobs",
                    IMPORT_TIMER_SCHEDULE="0 0 * * * *",  # hourly: the sweeper stays out of the measurement
+                   IMPORT_SYNC_TIMER_SCHEDULE="0 0 * * * *",  # no rules with sync here either way
                    IMPORT_CREDENTIAL_KEY=Fernet.generate_key().decode(), REGISTRY_AUTH_FILE=str(auth),
                    HOME=str(work))
         host_log = open(work / "svc-host.log", "wb")

@@ -1,4 +1,4 @@
-"""Entry point: `python -m importcore import|serve`."""
+"""Entry point: `python -m importcore import|sync|serve`."""
 
 import sys
 

@@ -157,6 +157,13 @@ param dedupeWindowSeconds int = 600
 @description('IMPORT_MIRROR_RULES_FILE: path (relative to the app root, shipped in the package) of the mirror rules JSON for webhook/Event Grid pushes; "" = none (docs/events.md).')
 param mirrorRulesFile string = ''
 
+@description('IMPORT_SYNC_TIMER_SCHEDULE: NCRONTAB of the sync timer, how often rules with sync are looked at (each runs on its own sync.schedule; docs/sync.md).')
+param syncTimerSchedule string = '0 */1 * * * *'
+
+@description('IMPORT_SYNC_MIN_REMAINING: a sync pass enqueues no more imports from a source whose RateLimit-Remaining would fall under this.')
+@minValue(0)
+param syncMinRemaining int = 10
+
 // ---- scale -------------------------------------------------------------------------------------
 
 @minValue(1)
@@ -292,6 +299,8 @@ var appSettings = union({
   IMPORT_WEBHOOK_SECRET_HEADER: webhookSecretHeader
   IMPORT_DEDUPE_WINDOW_SECONDS: string(dedupeWindowSeconds)
   IMPORT_MIRROR_RULES_FILE: mirrorRulesFile
+  IMPORT_SYNC_TIMER_SCHEDULE: syncTimerSchedule
+  IMPORT_SYNC_MIN_REMAINING: string(syncMinRemaining)
   IMPORT_PLAIN_HTTP_REGISTRIES: '' // never in Azure: registries are spoken to over https
   IMPORT_ALLOWED_PRIVATE_HOSTS: allowedPrivateHosts
   IMPORT_PUBLIC_REGISTRIES: publicRegistries

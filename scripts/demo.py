@@ -49,6 +49,7 @@ def main() -> int:
         env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string, IMPORT_TARGET_REGISTRY=target.host,
                    IMPORT_PLAIN_HTTP_REGISTRIES="127.0.0.1", IMPORT_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
                    IMPORT_QUEUE="imports", IMPORT_JOBS_TABLE="importjobs", IMPORT_TIMER_SCHEDULE="*/30 * * * * *",
+                   IMPORT_SYNC_TIMER_SCHEDULE="0 */1 * * * *",
                    IMPORT_CREDENTIAL_KEY=Fernet.generate_key().decode(),
                    REGISTRY_AUTH_FILE=str(work / "auth.json"))
         (work / "auth.json").write_text("{}")

@@ -213,8 +213,8 @@ def app_host_factory(azurite, target_registry, tmp_path):
     """``app_host_factory(host_json=None, **env) -> AppHost``: function_app.app on a started DevHost.
 
     Each host gets its own queue and table, a fresh IMPORT_CREDENTIAL_KEY, target_registry as the
-    target, 127.0.0.1 as plain-http and allowed-private, an empty auth file, and a timer that never fires
-    by itself. ``env`` overrides or adds settings (e.g. ``**{"AzureWebJobs.run_import.Disabled": "true"}``
+    target, 127.0.0.1 as plain-http and allowed-private, an empty auth file, and timers (sweep and sync)
+    that never fire by themselves. ``env`` overrides or adds settings (e.g. ``**{"AzureWebJobs.run_import.Disabled": "true"}``
     to keep messages in the queue). Only one host runs at a time: the app reads os.environ.
     """
     import uuid
@@ -242,6 +242,7 @@ def app_host_factory(azurite, target_registry, tmp_path):
             "IMPORT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
             "IMPORT_CREDENTIAL_KEY": Fernet.generate_key().decode(),
             "IMPORT_TIMER_SCHEDULE": NEVER_SCHEDULE,
+            "IMPORT_SYNC_TIMER_SCHEDULE": NEVER_SCHEDULE,
             "DOCKER_CONFIG": str(docker_config),
             **overrides,
         }

@@ -32,7 +32,8 @@ def trigger(fn: dict) -> dict:
 
 def test_exactly_the_declared_functions(functions):
     assert set(functions) == {"submit_import", "get_import", "run_import", "poisoned_import", "sweep_imports",
-                              "eventgrid_events", "registry_webhook", "arm_import_image", "arm_operation"}
+                              "eventgrid_events", "registry_webhook", "sync_mirrors", "list_syncs", "run_sync",
+                              "arm_import_image", "arm_operation"}
     for name, fn in functions.items():
         assert (fn["func"].__module__, fn["func"].__name__) == ("function_app", name)
         assert fn["json"]["scriptFile"] == "function_app.py"
@@ -61,7 +62,9 @@ def test_arm_routes_take_a_bearer_token_not_a_function_key(functions, name, rout
 
 
 @pytest.mark.parametrize(("name", "route", "methods"), [("submit_import", "imports", ["POST"]),
-                                                        ("get_import", "imports/{id}", ["GET"])])
+                                                        ("get_import", "imports/{id}", ["GET"]),
+                                                        ("list_syncs", "syncs", ["GET"]),
+                                                        ("run_sync", "syncs/{rule}", ["POST"])])
 def test_http_routes(functions, name, route, methods):
     t = trigger(functions[name])
     assert (t["type"], t["route"], t["methods"], t["authLevel"]) == ("httpTrigger", route, methods, "FUNCTION")
@@ -78,10 +81,12 @@ def test_queue_triggers(functions, name, queue):
     assert len(functions[name]["json"]["bindings"]) == 1  # no output bindings: the service enqueues itself
 
 
-def test_timer_trigger(functions):
-    t = trigger(functions["sweep_imports"])
+@pytest.mark.parametrize(("name", "schedule"), [("sweep_imports", "%IMPORT_TIMER_SCHEDULE%"),
+                                                ("sync_mirrors", "%IMPORT_SYNC_TIMER_SCHEDULE%")])
+def test_timer_trigger(functions, name, schedule):
+    t = trigger(functions[name])
     assert (t["type"], t["schedule"], t["runOnStartup"], t["useMonitor"]) == (
-        "timerTrigger", "%IMPORT_TIMER_SCHEDULE%", False, False)
+        "timerTrigger", schedule, False, False)
 
 
 def test_host_json_matches_the_app():
@@ -97,5 +102,5 @@ def test_every_binding_setting_is_documented(functions):
     values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     used = {m for fn in functions.values() for m in re.findall(r"%([^%]+)%", json.dumps(fn["json"]))}
     used |= {trigger(fn).get("connection") for fn in functions.values()} - {None}
-    assert used == {"IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "AzureWebJobsStorage"}
+    assert used == {"IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE", "AzureWebJobsStorage"}
     assert used <= set(values)

@@ -78,6 +78,16 @@ def test_defaults():
         m.to_request(None)
 
 
+def test_pinned_after_resolving_a_tag():
+    m = rules({"registry": "docker.io", "repository": "*"}).match(ev(registry="docker.io", digest=None))
+    assert m.source.digest is None
+    pinned = m.pinned(DIGEST)
+    assert pinned.source == Reference("docker.io", "team/app", "v1.2.3", DIGEST) and pinned.target == m.target
+    assert pinned.dedupe_key("t.io") != m.dedupe_key("t.io")
+    with pytest.raises(UsageError):
+        m.pinned("sha256:nope")
+
+
 def test_no_match_is_none():
     r = rules({**BASE, "tags": "v.*"})
     assert r.match(ev(registry="other.example.com")) is None

@@ -1,4 +1,4 @@
-"""`python -m importcore import ...`: az acr import's flags over the copy engine."""
+"""`python -m importcore import ...`: az acr import's flags over the copy engine (and `sync`, cli/sync.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..engine.imagecopy import ImportResult
 from ..values.errors import ImporterError, UsageError
 from ..values.media import Platform
 from .progressbar import progress_reporter
+from . import sync as sync_command
 from ..values.reference import Reference, parse_registry
 from ..engine.request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
 from ..values.settings import Settings
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--copy-foreign-layers", action="store_true",
                      help="also copy non-distributable (foreign) layers")
     imp.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    sync_command.add_parser(sub)
     serve = sub.add_parser("serve", help="run function_app.py's functions locally against Azurite")
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -120,6 +122,21 @@ def _json(result: ImportResult) -> str:
     return json.dumps({key: data[key] for key in _JSON_KEYS})
 
 
+def _guarded(command) -> int:
+    """Run a command, turning our errors into one `error: ...` line: 2 for usage, 1 otherwise."""
+    try:
+        return command()
+    except UsageError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except ImporterError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -128,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         devhost.serve(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
         return 0
+    if args.command == "sync":
+        return _guarded(lambda: sync_command.run(args))
     from ..engine.runner import execute
 
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -28,10 +29,13 @@ from ..observe.redact import redact_url
 from ..net.retry import attempts, parse_retry_after
 from .uploads import UploadSessions
 
-__all__ = ["RegistryClient", "redact_url"]
+__all__ = ["RegistryClient", "parse_remaining", "redact_url"]
 
 T = TypeVar("T")
 _MAX_REDIRECTS = 5
+_MAX_LIST_BYTES = 8 * 1024 * 1024  # one page of a tag list or of the catalog
+MAX_LIST_PAGES = 1000  # a `Link: rel="next"` chain longer than this is refused, not followed forever
+CATALOG_SCOPE = "registry:catalog:*"
 
 
 def _netloc(url: httpx.URL) -> str:
@@ -61,6 +65,9 @@ class RegistryClient:
                                  token_provider=token_provider)
         self.requests = 0  # requests sent, for the bench and the no-op re-import check
         self.uploads = UploadSessions(self)
+        # The registry's last word on its rate limit (`RateLimit-Remaining`), from any response.
+        self.rate_remaining: int | None = None
+        self._rate_lock = threading.Lock()
 
     # -- plumbing (also what UploadSessions asks of its Requester) -------------------------------
 
@@ -122,6 +129,10 @@ class RegistryClient:
                     raise _unusable_location(what, url, response.status_code)
                 url = target
                 continue
+            remaining = parse_remaining(response.headers)
+            if remaining is not None:
+                with self._rate_lock:
+                    self.rate_remaining = remaining
             if not stream:
                 try:
                     response.read()
@@ -220,7 +231,7 @@ class RegistryClient:
             try:
                 if r.status_code != 200:
                     raise self.error(r, what)
-                raw = _manifest_body(r, what)
+                raw = _read_within(r, MAX_MANIFEST_BYTES, what)
             finally:
                 r.close()
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -251,6 +262,59 @@ class RegistryClient:
                 raise IntegrityError(f"{what}: the registry stored it as {echoed}", target=manifest.digest)
 
         self.retry(once)
+
+    # -- listings --------------------------------------------------------------------------
+
+    def tags_list(self, repository: str, *, page_size: int = 1000) -> list[str]:
+        """Every tag of `repository` (`GET /v2/<name>/tags/list?n=`, following `Link: rel="next"`)."""
+        url = self.url(repository, "tags", "list").copy_merge_params({"n": str(page_size)})
+        return self._paged(url, "tags", what=f"tag list of {self.registry}/{repository}",
+                           scopes=[scopes_for(repository, "pull")])
+
+    def catalog(self, *, page_size: int = 1000) -> list[str]:
+        """Every repository the registry lists (`GET /v2/_catalog?n=`, paginated). Registries that do
+        not list theirs (Docker Hub, most public ones) answer 401/403/404: a RegistryError."""
+        url = self.base.join("/v2/_catalog").copy_merge_params({"n": str(page_size)})
+        return self._paged(url, "repositories", what=f"catalog of {self.registry}", scopes=[CATALOG_SCOPE])
+
+    def _paged(self, url: httpx.URL, key: str, *, what: str, scopes: list[str]) -> list[str]:
+        items: list[str] = []
+        seen: set[str] = set()
+        for page in range(MAX_LIST_PAGES):
+            seen.add(str(url))
+
+            def once(url: httpx.URL = url) -> tuple[list[str], str | None]:
+                r = self.send("GET", url, scopes=scopes, what=what, stream=True)
+                try:
+                    if r.status_code != 200:
+                        raise self.error(r, what)
+                    raw = _read_within(r, _MAX_LIST_BYTES, what)
+                finally:
+                    r.close()
+                try:
+                    values = json.loads(raw).get(key)
+                except (ValueError, AttributeError, RecursionError):
+                    raise RegistryError(f"{what}: the answer is not the expected JSON object") from None
+                if values is None:
+                    values = []  # Distribution answers {"tags": null} for a repository without tags
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise RegistryError(f"{what}: {key!r} is not a list of names")
+                return values, _next_link(r.headers.get("link"))
+
+            values, link = self.retry(once)
+            items += values
+            if not link:
+                return items
+            try:
+                following = url.join(link)
+            except httpx.InvalidURL:
+                raise RegistryError(f"{what}: unusable Link to the next page") from None
+            if not self._same_origin(following):
+                raise RegistryError(f"{what}: the next page is on another host ({_netloc(following)})")
+            if str(following) in seen:
+                raise RegistryError(f"{what}: the Link to the next page loops back (page {page + 1})")
+            url = following
+        raise LimitExceeded(f"{what}: more than {MAX_LIST_PAGES} pages")
 
     # -- blobs -----------------------------------------------------------------------------
 
@@ -306,6 +370,34 @@ def _unusable_location(what: str, url: httpx.URL, status: int | None) -> Registr
     return RegistryError(f"{what}: {_netloc(url)} redirected to an unusable Location", status=status)
 
 
+def parse_remaining(headers: httpx.Headers) -> int | None:
+    """`RateLimit-Remaining: 76;w=21600` (Docker Hub), `RateLimit-Remaining: 76` (IETF draft) or
+    `X-RateLimit-Remaining: 76` as a number; None when absent or unreadable."""
+    for name in ("ratelimit-remaining", "x-ratelimit-remaining"):
+        value = headers.get(name)
+        if value:
+            count = value.partition(";")[0].partition(",")[0].strip()
+            if count.isascii() and count.isdigit() and len(count) < 19:
+                return int(count)
+    return None
+
+
+def _next_link(value: str | None) -> str | None:
+    """The URL of `Link: <...>; rel="next"` (RFC 8288), or None."""
+    if not value:
+        return None
+    for part in value.split(","):
+        url, _, params = part.partition(";")
+        url = url.strip()
+        if not (url.startswith("<") and url.endswith(">")):
+            continue
+        rels = [p.strip().partition("=")[2].strip().strip('"').lower().split() for p in params.split(";")
+                if p.strip().lower().startswith("rel")]
+        if any("next" in rel for rel in rels):
+            return url[1:-1]
+    return None
+
+
 def _rate_limit(headers: httpx.Headers) -> str | None:
     """Docker Hub's `RateLimit-Remaining: 0;w=21600` / `RateLimit-Limit: 100;w=21600` as "0 of 100
     remaining (window 21600 s)": what a user needs to tell a quota from an outage."""
@@ -319,9 +411,8 @@ def _rate_limit(headers: httpx.Headers) -> str | None:
     return f"{text} (window {window} s)" if window.isascii() and window.isdigit() else text
 
 
-def _manifest_body(response: httpx.Response, what: str) -> bytes:
-    """Read a manifest but never past MAX_MANIFEST_BYTES (a hostile server cannot make us buffer more)."""
-    cap = MAX_MANIFEST_BYTES
+def _read_within(response: httpx.Response, cap: int, what: str) -> bytes:
+    """Read a body but never past `cap` bytes (a hostile server cannot make us buffer more)."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise LimitExceeded(f"{what}: {declared} bytes, over the {cap}-byte limit")

@@ -1,6 +1,6 @@
 """The service: submit and look up imports, process queue messages, sweep on a timer.
 
-function_app.py calls these methods (and .intake's, .arm's); nothing here knows azure.functions.
+function_app.py calls these methods (and .intake's, .syncs', .arm's); nothing here knows azure.functions.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
 from .store import FINISHED, Job, JobStore, iso, utcnow
 from .sweeper import sweep
+from .sync import SyncService
 from .worker import Worker
 
 __all__ = ["ImportService", "Reply"]
@@ -41,6 +42,7 @@ class ImportService:
             from ..auth.identity import app_identity  # azure-identity only where it is used
 
             identity = app_identity(settings.managed_identity_client_id)
+        self.storage_identity = identity  # None with a connection string
         where = dict(account=settings.storage_account, credential=identity)
         self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
@@ -126,6 +128,11 @@ class ImportService:
     def intake(self) -> EventIntake:
         """Event Grid and webhooks; the rules file is read once, on the first event."""
         return EventIntake(self)
+
+    @cached_property
+    def syncs(self) -> SyncService:
+        """Scheduled sync of the mirror rules with `sync` (timer, GET /api/syncs, POST /api/syncs/{rule})."""
+        return SyncService(self)
 
     def sweep(self) -> dict[str, int]:
         return sweep(self.settings, self.store, self.queue, self.worker)

@@ -161,6 +161,16 @@ class JobStore:
                 ahead.append(other)
         return ahead
 
+    def unfinished_for_target(self, target_key: str) -> list[Job]:
+        """Unfinished jobs for one target tag (its lane), oldest first."""
+        self._ensure()
+        jobs = []
+        for row in self._table.query_entities("PartitionKey eq @p", parameters={"p": _lane(target_key)}):
+            job = self.get(row["jobId"])
+            if job is not None and job.status not in ("Succeeded", "Failed"):
+                jobs.append(job)
+        return jobs
+
     def leave_lane(self, job: Job) -> None:
         if job.target_key and job.created_at:
             self._leave_lane(_lane(job.target_key), _lane_row(job))

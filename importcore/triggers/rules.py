@@ -18,18 +18,19 @@ import json
 import os
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..auth import Credential
 from ..values.errors import UsageError
 from ..values.media import Platform
-from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_registry, parse_target
+from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
 from ..values.settings import Settings
 from ..engine.request import ImportRequest
 from .events import PushEvent
 from .semver import Range
+from .sync import SyncSpec, parse_sync, select_tags
 
 __all__ = ["MatchedImport", "MirrorRule", "MirrorRules", "RULES_FILE_SETTING"]
 
@@ -38,7 +39,7 @@ MAX_RULES_FILE_BYTES = 1024 * 1024
 PLACEHOLDERS = ("registry", "repository", "name", "tag")
 MODES = {"noforce": "NoForce", "force": "Force"}
 _FIELDS = ("name", "description", "registry", "repository", "tags", "excludeTags", "semver",
-           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential")
+           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential", "sync")
 _TOP_FIELDS = ("version", "description", "rules")
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 _GLOB_CHARS = frozenset("*?[")
@@ -62,6 +63,10 @@ class MatchedImport:
     @property
     def force(self) -> bool:
         return self.mode == "Force"
+
+    def pinned(self, digest: str) -> MatchedImport:
+        """The same import with the source pinned to `digest` (after resolving a tag at the registry)."""
+        return replace(self, source=replace(self.source, digest=parse_digest(digest)))
 
     def resolved_target_registry(self, default: str | None) -> str:
         registry = self.target_registry or default
@@ -97,13 +102,17 @@ class MirrorRule:
     mode: str
     platforms: tuple[Platform, ...]
     credential: str | None
+    sync: SyncSpec | None = None  # polled on a schedule (docs/sync.md) as well as matched against events
 
     def matches(self, event: PushEvent) -> bool:
         if not fnmatchcase(event.registry.lower(), self.registry):
             return False
         if not fnmatchcase(event.repository, self.repository):
             return False
-        tag = event.tag
+        return self.tag_matches(event.tag)
+
+    def tag_matches(self, tag: str) -> bool:
+        """Do `tags`, `excludeTags` and `semver` (with `includePrerelease`) let this tag through?"""
         if self.tags is not None and not self.tags.fullmatch(tag):
             return False
         if self.exclude_tags is not None and self.exclude_tags.fullmatch(tag):
@@ -111,6 +120,12 @@ class MirrorRule:
         if self.semver is not None and not self.semver.contains(tag, include_prerelease=self.include_prerelease):
             return False
         return True
+
+    def select_tags(self, tags: list[str]) -> list[str]:
+        """The upstream tags a sync pass considers: every filter, then `sync.latest` (triggers/sync.py)."""
+        return select_tags(tags, include=self.tags, exclude=self.exclude_tags, semver=self.semver,
+                           include_prerelease=self.include_prerelease,
+                           latest=self.sync.latest if self.sync else None)
 
     def render_target(self, event: PushEvent) -> TargetSpec:
         values = _values(event.registry, event.repository, event.tag)
@@ -120,6 +135,12 @@ class MirrorRule:
         except UsageError as exc:
             raise UsageError(f"mirror rule {self.index} ({self.name}): target {self.target!r} gives {text[:120]!r} "
                              f"for {event.reference}: {exc.message}", target=f"rules[{self.index}].target") from None
+
+    def matched_import(self, event: PushEvent) -> MatchedImport:
+        """What this rule imports for `event` (it is not checked that the rule matches it)."""
+        return MatchedImport(rule_index=self.index, rule_name=self.name, event=event, source=event.reference,
+                             target=self.render_target(event), target_registry=self.target_registry,
+                             mode=self.mode, platforms=self.platforms, credential=self.credential)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +153,21 @@ class MirrorRules:
         template renders an invalid target for this event (a configuration error, named)."""
         for rule in self.rules:
             if rule.matches(event):
-                return MatchedImport(rule_index=rule.index, rule_name=rule.name, event=event,
-                                     source=event.reference, target=rule.render_target(event),
-                                     target_registry=rule.target_registry, mode=rule.mode,
-                                     platforms=rule.platforms, credential=rule.credential)
+                return rule.matched_import(event)
         return None
+
+    @property
+    def sync_rules(self) -> tuple[MirrorRule, ...]:
+        """The rules with a `sync` object, in file order."""
+        return tuple(rule for rule in self.rules if rule.sync is not None)
+
+    def sync_rule(self, name: str) -> MirrorRule:
+        """The sync rule named `name`; UsageError (naming the known ones) when there is none."""
+        for rule in self.sync_rules:
+            if rule.name == name:
+                return rule
+        known = ", ".join(rule.name for rule in self.sync_rules) or "none"
+        raise UsageError(f"no sync rule named {name[:80]!r} in {self.source} (sync rules: {known})", target="rule")
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -188,7 +219,15 @@ class MirrorRules:
         rules = data.get("rules")
         if not isinstance(rules, list):
             raise fail("rules", "required, an array of rules")
-        return cls(tuple(_rule(i, raw, fail) for i, raw in enumerate(rules)), source)
+        parsed = tuple(_rule(i, raw, fail) for i, raw in enumerate(rules))
+        seen: dict[str, int] = {}
+        for rule in parsed:
+            if rule.sync is not None:
+                if rule.name in seen:
+                    raise fail(f"rules[{rule.index}].name", f"{rule.name!r} is also the name of rules[{seen[rule.name]}]; "
+                                                            "sync rules need distinct names")
+                seen[rule.name] = rule.index
+        return cls(parsed, source)
 
 
 def _rule(i: int, raw: object, fail) -> MirrorRule:
@@ -209,7 +248,8 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
             raise fail(f"{where}.{key}", f"expected a non-empty string, got {json.dumps(value)[:60]}")
         return value.strip()
 
-    name = text("name") or f"rule {i}"
+    named = text("name")
+    name = named or f"rule {i}"
     text("description")
     registry = _registry_pattern(text("registry", required=True), f"{where}.registry", fail)
     repository = text("repository", required=True)
@@ -225,7 +265,9 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
         raise fail(f"{where}.includePrerelease", "expected true or false")
     target = _template(text("target", default="{repository}"), f"{where}.target", fail)
     target_registry = _parsed(parse_registry, text("targetRegistry"), f"{where}.targetRegistry", fail)
-    mode_text = text("mode", default="NoForce")
+    # A sync rule mirrors: a tag re-pushed upstream (a patched base under the same `1.27`) must move
+    # the mirror's tag too, so its mode defaults to Force (docs/sync.md); events follow the rule's mode.
+    mode_text = text("mode", default="Force" if raw.get("sync") is not None else "NoForce")
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")
@@ -237,8 +279,12 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
     if credential is not None and not _CREDENTIAL_NAME.fullmatch(credential):
         raise fail(f"{where}.credential", f"{credential[:40]!r}: a credential entry name is 1-64 of letters, "
                                           "digits, '.', '_', '-'")
+    sync = None
+    if raw.get("sync") is not None:
+        sync = parse_sync(raw["sync"], where=f"{where}.sync", fail=fail, name=named, registry=registry,
+                          repository=repository)
     return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
-                      target_registry, mode, platforms, credential)
+                      target_registry, mode, platforms, credential, sync)
 
 
 def _platforms(raw: dict, where: str, text, fail) -> tuple[Platform, ...]:

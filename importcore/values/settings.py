@@ -125,6 +125,9 @@ class Settings:
     easy_auth_enabled: bool = False
     in_azure: bool = False
     local_host: bool = False
+    # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
+    # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
+    sync_min_remaining: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -163,4 +166,5 @@ class Settings:
             easy_auth_enabled=(_text(env, "WEBSITE_AUTH_ENABLED") or "").lower() == "true",
             in_azure=_text(env, "WEBSITE_SITE_NAME") is not None,
             local_host=(_text(env, "FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").lower() == "true",
+            sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
         )

@@ -18,6 +18,7 @@ first added wins; requests no rule fires on are forwarded untouched. Faults:
     Reset()                     RST the connection (SO_LINGER 0) instead of answering
     NoRange()                   drop the request's Range header: the registry answers 200, whole body
     CutRequest(after=N)         forward N bytes of the request body, then RST both sides
+    AddHeaders(headers)         forward, and add these headers to the answer (RateLimit-Remaining...)
 
 The Host header is forwarded as sent, so Distribution's absolute Locations point back at the proxy.
 Nothing here imports importcore.
@@ -79,7 +80,12 @@ class CutRequest:
     after: int
 
 
-Fault = Union[Cut, Status, Stall, Reset, NoRange, CutRequest]
+@dataclass(frozen=True)
+class AddHeaders:
+    headers: tuple[tuple[str, str], ...]
+
+
+Fault = Union[Cut, Status, Stall, Reset, NoRange, CutRequest, AddHeaders]
 _DEFAULT_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 408: "TIMEOUT",
                   429: "TOOMANYREQUESTS", 500: "UNKNOWN", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                   504: "UNAVAILABLE"}
@@ -352,6 +358,9 @@ def _handler_for(proxy: FaultProxy):
             self.send_response_only(response.status, response.reason)
             for name, value in response.getheaders():
                 if name.lower() not in _HOP_BY_HOP:
+                    self.send_header(name, value)
+            if isinstance(fault, AddHeaders):
+                for name, value in fault.headers:
                     self.send_header(name, value)
             length = response.getheader("Content-Length")
             has_body = self.command != "HEAD" and response.status not in (204, 304) and response.status >= 200
