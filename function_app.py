@@ -46,8 +46,8 @@ def get_import(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%", connection="AzureWebJobsStorage")
 def run_import(msg: func.QueueMessage) -> None:
-    outcome = service().process(msg.get_body().decode("utf-8", "replace"),
-                                dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
+    outcome = service().process_message(msg.get_body().decode("utf-8", "replace"),
+                                        dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
     logging.info("import message %s: %s", msg.id, outcome)
 
 

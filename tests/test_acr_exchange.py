@@ -21,7 +21,7 @@ from importcore.auth.acr import (AccessToken, AcrTokenProvider, is_acr_login_ser
                                  jwt_expiry)
 from importcore.auth.challenge import Challenge
 from importcore.auth.identity import StaticTokenCredential, build_credential
-from importcore.engine.imagecopy import CopyOptions, run_import
+from importcore.engine.imagecopy import CopyOptions, copy_image
 from importcore.values.errors import AuthError, NotFoundError, RegistryError, TransportError, UsageError
 from importcore.net.hostpolicy import HostPolicy
 from importcore.values.reference import Reference, TargetSpec
@@ -108,7 +108,7 @@ def _import(http, provider, source_host: str, repo: str, tag: str, target_host: 
             target_repo: str | None = None):
     source = _client(source_host, http, source_provider, role="source")
     target = _client(target_host, http, provider)
-    return run_import(source=source, ref=Reference.parse(f"{source_host}/{repo}:{tag}"), target=target,
+    return copy_image(source=source, ref=Reference.parse(f"{source_host}/{repo}:{tag}"), target=target,
                       targets=[TargetSpec(target_repo or repo, tag)], options=CopyOptions())
 
 

@@ -154,10 +154,10 @@ def test_new_digest_for_a_busy_tag_waits_for_the_older_import(app_host_factory, 
         r = app.http.post(f"/api/events?token={SECRET}", json=event)
         ids.append(r.json()["jobs"][0]["id"])
     message = lambda job_id: json.dumps({"v": 1, "jobId": job_id})  # noqa: E731
-    assert svc.process(message(ids[1])) == "waiting"  # the older import of this tag has not run yet
-    assert svc.process(message(ids[0])) == "succeeded"
-    assert svc.process(message(ids[1])) == "not-due"  # a stray redelivery does not jump its wait
+    assert svc.process_message(message(ids[1])) == "waiting"  # the older import of this tag has not run yet
+    assert svc.process_message(message(ids[0])) == "succeeded"
+    assert svc.process_message(message(ids[1])) == "not-due"  # a stray redelivery does not jump its wait
     time.sleep(5.2)  # the newer one's wait passes; the timer re-enqueues it
     assert svc.sweep()["requeued"] == 1
-    assert svc.process(message(ids[1])) == "succeeded"
+    assert svc.process_message(message(ids[1])) == "succeeded"
     assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:live") == new.digest

@@ -22,7 +22,7 @@ from importcore.values.reference import Reference
 from importcore.registry.client import RegistryClient
 from importcore.registry.uploads import UploadSessions
 from importcore.engine.request import ImportRequest, resolve_targets
-from importcore.engine.runner import execute
+from importcore.engine.runner import run_request
 from importcore.values.settings import Settings
 from tests.conftest import ALICE, BOB
 from tests.support.hostile import HostileServer, Reply
@@ -110,7 +110,7 @@ def test_failed_auth_never_echoes_the_password(capsys, all_logs, local_env, htpa
     request = ImportRequest(source=source, targets=resolve_targets(source, [], []),
                             target_registry=target_registry.host, credential=Credential(user, wrong))
     with pytest.raises(AuthError) as info:
-        execute(request, Settings.from_env())
+        run_request(request, Settings.from_env())
     exc = info.value
     texts = [exc.message, str(exc), repr(exc), repr(exc.to_dict()), "".join(traceback.format_exception(exc))]
     assert "401" in exc.message

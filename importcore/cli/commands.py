@@ -147,13 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "sync":
         return _guarded(lambda: sync_command.run(args))
-    from ..engine.runner import execute
+    from ..engine.runner import run_request
 
     try:
         settings = Settings.from_env()
         request = _request(args, settings)
         with progress_reporter(enabled=args.output == "text" and sys.stderr.isatty()) as on_progress:
-            result = execute(request, settings, on_progress=on_progress)
+            result = run_request(request, settings, on_progress=on_progress)
     except UsageError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from .plan import Limits, Plan, plan_import
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
 
-__all__ = ["CopyOptions", "ImportResult", "Progress", "run_import"]
+__all__ = ["CopyOptions", "ImportResult", "Progress", "copy_image"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class ImportResult:
                 "seconds": round(self.seconds, 3)}
 
 
-def run_import(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],
+def copy_image(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],
                options: CopyOptions, on_progress: Callable[[Progress], None] = lambda p: None,
                on_session: SessionHook = lambda repo, loc: None, deadline: float | None = None) -> ImportResult:
     """Import `ref` from `source` into `targets` of `target`; raises an ImporterError on failure.

@@ -32,8 +32,7 @@ LOST_MESSAGE_GRACE = dt.timedelta(minutes=5)  # if the message never arrives, th
 
 
 class ImportService:
-    def __init__(self, settings: Settings, *, store: JobStore | None = None, queue: JobQueue | None = None,
-                 executor=None) -> None:
+    def __init__(self, settings: Settings, *, store: JobStore | None = None, queue: JobQueue | None = None) -> None:
         if not settings.storage_connection and not settings.storage_account:
             raise ImporterError("storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
         self.settings = settings
@@ -48,8 +47,7 @@ class ImportService:
         self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
         self.box = SecretBox(settings.credential_key)
         self.dedupe_window = dt.timedelta(seconds=settings.dedupe_window_seconds)
-        self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send,
-                             **({"executor": executor} if executor else {}))
+        self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send)
 
     def submit(self, body: bytes) -> Reply:
         """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""
@@ -102,12 +100,13 @@ class ImportService:
             return error_reply(404, "NotFound", f"no import with id {job_id}", "id")
         return Reply(200, job.view())
 
-    def process(self, message: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+    def process_message(self, message: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+        """One delivery of a queue message: decode it, then the worker handles the job it names."""
         job_id = decode_message(message)
         if job_id is None:
             log.warning("dropped a queue message that is not an import message")
             return "invalid"
-        return self.worker.process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
+        return self.worker.process_job(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
 
     def poisoned(self, message: str) -> None:
         """The host gave up on a message: make sure the record says Failed with the last error."""

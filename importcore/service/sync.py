@@ -34,7 +34,7 @@ import httpx
 from ..auth import load_credential
 from ..engine import subset
 from ..engine.request import ImportRequest
-from ..engine.runner import execute, policy_for, token_provider_for
+from ..engine.runner import policy_for, run_request, token_provider_for
 from ..net.transport import make_http_client
 from ..observe.redact import scrub
 from ..registry.client import RegistryClient
@@ -366,12 +366,12 @@ def _deferral(exc: RegistryError) -> str:
 # -- the CLI: import in this process ---------------------------------------------------------
 
 def run_locally(result: RulePass, settings: Settings, *, memory: DigestMemory | None = None,
-                executor: Callable[..., object] = execute) -> RulePass:
+                runner: Callable[..., object] = run_request) -> RulePass:
     """Run the planned imports one after the other with the engine, as `python -m importcore import` does."""
     for matched in result.planned:
         request = _request(matched, settings.target_registry)
         try:
-            outcome = executor(request, settings)
+            outcome = runner(request, settings)
         except ImporterError as exc:
             result.failed.append({"source": str(matched.source), "target": str(matched.target), "error": exc.message})
             continue

@@ -15,7 +15,7 @@ import httpx
 from ..observe import telemetry
 from ..engine.imagecopy import ImportResult, Progress
 from ..values.errors import DeadlineReached, ImporterError, LeaseLost, RegistryError, StaleJob
-from ..engine.runner import cancel_sessions, execute
+from ..engine.runner import cancel_sessions, run_request
 from ..values.settings import Settings
 from .api import request_from_summary
 from .secretbox import SecretBox
@@ -29,9 +29,11 @@ MAX_BACKOFF = 1800.0
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *, executor=execute,
+    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *,
+                 runner: Callable[..., ImportResult] = run_request,
                  requeue: Callable[[str], None] | None = None) -> None:
-        self.settings, self.store, self.box, self._execute = settings, store, box, executor
+        self.settings, self.store, self.box = settings, store, box
+        self._run_request = runner  # engine.runner.run_request; tests wrap it to stop or break a copy
         self._requeue = requeue  # sends a job's message now (the queue), for work that is due at once
 
     def backoff(self, attempts: int, exc: ImporterError) -> float:
@@ -41,17 +43,18 @@ class Worker:
             delay = max(delay, min(exc.retry_after, MAX_BACKOFF))
         return delay
 
-    def process(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
-        """Handle one delivery; returns what happened (for logs and tests)."""
+    def process_job(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+        """Handle one delivery of a job's message; returns what happened (for logs and tests)."""
         # The host cuts an invocation off at functionTimeout: start no blob transfer in its last
         # margin, so the attempt ends on its own terms and re-schedules itself (issue 4).
         deadline = time.monotonic() + self.settings.function_timeout_seconds - self.settings.deadline_margin_seconds
         with telemetry.job_scope(job_id), telemetry.span("import", job_id=job_id, delivery=dequeue_count):
-            outcome = self._process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue, deadline=deadline)
+            outcome = self._claim_and_copy(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue,
+                                           deadline=deadline)
         telemetry.count("imports", outcome=outcome)
         return outcome
 
-    def _process(self, job_id: str, *, dequeue_count: int, max_dequeue: int, deadline: float) -> str:
+    def _claim_and_copy(self, job_id: str, *, dequeue_count: int, max_dequeue: int, deadline: float) -> str:
         job = self.store.get(job_id)
         if job is None:
             log.warning("job %s: no record; message dropped", job_id)
@@ -83,7 +86,7 @@ class Worker:
             return "claimed-elsewhere"
         log.info("job %s: attempt %d started", job.id, job.attempts)
         try:
-            result = self._run(job, deadline)
+            result = self._copy(job, deadline)
         except LeaseLost:
             log.warning("job %s: lease lost; another worker owns it now", job.id)
             return "lease-lost"
@@ -117,7 +120,7 @@ class Worker:
         log.info("job %s: waits for job %s on the same target tag", job.id, older[0].id)
         return True
 
-    def _run(self, job: Job, deadline: float) -> ImportResult:
+    def _copy(self, job: Job, deadline: float) -> ImportResult:
         request = request_from_summary(job.request, self.box.open_credential(job.credential))
         lock = threading.Lock()
         sessions: dict[str, dict] = {}
@@ -150,7 +153,7 @@ class Worker:
                 sessions[key] = {"repository": repo, "location": str(location)}
                 flush()  # written before the upload streams, so a crash leaves it findable
 
-        return self._execute(request, self.settings, on_progress=on_progress, on_session=on_session,
+        return self._run_request(request, self.settings, on_progress=on_progress, on_session=on_session,
                              deadline=deadline)
 
     def _seal(self, sessions: list[dict]) -> str | None:
