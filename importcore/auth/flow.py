@@ -97,40 +97,45 @@ class RegistryAuth(httpx.Auth):
         return False
 
     def _fetch_token(self, challenge: Challenge, scopes: Iterable[str]) -> tuple[str, float]:
-        try:
-            realm = httpx.URL(challenge.realm or "")
-        except httpx.InvalidURL:  # e.g. realm="http://0177.0.0.1/": the challenge is the registry's to write
-            realm = httpx.URL("")
-        if realm.scheme not in ("http", "https") or not realm.host:
-            raise AuthError(f"{self.registry} sent an unusable token realm")
+        """A bearer token for `scopes` and the clock time to stop using it."""
+        realm = _realm(challenge, self.registry)
         scopes = list(scopes) or [s for s in challenge.params.get("scope", "").split(" ") if s]
+        self.token_requests += 1
         if self.token_provider is not None:
-            self.token_requests += 1
             token, valid_for = self.token_provider(challenge, scopes)
             return token, self._clock() + valid_for
-        params = [("service", challenge.params["service"])] if "service" in challenge.params else []
-        params += [("scope", s) for s in scopes]
-        cred = self.credential
+        if self.credential and self.credential.registry_token:
+            return self.credential.registry_token, self._clock() + 3600
         where = f"token service {realm.host} for {self.registry}"
-        self.token_requests += 1
+        body, response = self._ask(self._token_request(realm, challenge, scopes, where), where)
+        token, expires_in = _token_from(body, response, where, self.credential)
+        # Renew a little before the registry would start answering 401.
+        return token, self._clock() + expires_in - min(30.0, expires_in / 4)
+
+    def _token_request(self, realm: httpx.URL, challenge: Challenge, scopes: list[str], where: str) -> httpx.Request:
+        """The token spec's GET (Basic credentials, or anonymous), or the OAuth2 refresh-token POST."""
+        service = challenge.params.get("service")
+        cred = self.credential
+        if cred and cred.identity_token:
+            # OAuth2 refresh-token grant, as docker does with an identitytoken
+            form = ({"service": service} if service is not None else {}) | {
+                "scope": " ".join(scopes), "grant_type": "refresh_token", "refresh_token": cred.identity_token,
+                "client_id": "registry-importer"}
+            return self._http.build_request("POST", realm, data=form)
+        headers = {}
+        if cred and cred.username:
+            if realm.scheme != "https" and not self._plain_http:
+                raise AuthError(f"{where}: refusing to send credentials to a plain-http realm")
+            headers["Authorization"] = _basic(cred.username, cred.password or "")
+        params = ([("service", service)] if service is not None else []) + [("scope", s) for s in scopes]
+        return self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
+
+    def _ask(self, request: httpx.Request, where: str) -> tuple[bytes | None, httpx.Response]:
+        """Send a token request; its failures name the token service."""
         try:
-            if cred and cred.registry_token:
-                return cred.registry_token, self._clock() + 3600
-            if cred and cred.identity_token:
-                # OAuth2 refresh-token grant, as docker does with an identitytoken
-                form = dict(params[:1]) | {"scope": " ".join(scopes), "grant_type": "refresh_token",
-                                           "refresh_token": cred.identity_token, "client_id": "registry-importer"}
-                request = self._http.build_request("POST", realm, data=form)
-            else:
-                headers = {}
-                if cred and cred.username:
-                    if realm.scheme != "https" and not self._plain_http:
-                        raise AuthError(f"{where}: refusing to send credentials to a plain-http realm")
-                    headers["Authorization"] = _basic(cred.username, cred.password or "")
-                request = self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
             # Streamed and read only up to the cap: the realm is whatever the registry's challenge
             # says, and an endless body must not be buffered first.
-            body, response = send_capped(self._http, request, MAX_JSON_BODY)
+            return send_capped(self._http, request, MAX_JSON_BODY)
         except HostNotAllowed as exc:
             # The realm comes from the registry's challenge: name it as the thing refused.
             raise HostNotAllowed(f"{where}: the token realm is not allowed: {exc.message}",
@@ -139,22 +144,38 @@ class RegistryAuth(httpx.Auth):
             raise TransportError(f"{where}: {exc.message}", target=exc.target) from None
         except httpx.HTTPError as exc:
             raise TransportError(f"{where}: {exc.__class__.__name__}") from None
-        if response.status_code in (401, 403):
-            hint = ("the identity token was refused" if cred and cred.identity_token
-                    else "the username or password is wrong" if cred else "anonymous access is not allowed")
-            raise AuthError(f"{where} refused the credentials ({response.status_code}): {hint}",
-                            status=response.status_code, codes=("UNAUTHORIZED",))
-        if response.status_code != 200:
-            raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
-        if body is None:
-            raise AuthError(f"{where} answered with more than {MAX_JSON_BODY} bytes, too long for a token")
-        try:
-            data = json.loads(body)
-            token = data.get("token") or data.get("access_token")
-            expires_in = float(data.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            raise AuthError(f"{where} answered with an unreadable token") from None
-        if not isinstance(token, str) or not token:
-            raise AuthError(f"{where} answered without a token")
-        # Renew a little before the registry would start answering 401.
-        return token, self._clock() + expires_in - min(30.0, expires_in / 4)
+
+
+def _realm(challenge: Challenge, registry: str) -> httpx.URL:
+    """The challenge's token realm, if it is an http(s) URL with a host."""
+    try:
+        realm = httpx.URL(challenge.realm or "")
+    except httpx.InvalidURL:  # e.g. realm="http://0177.0.0.1/": the challenge is the registry's to write
+        realm = httpx.URL("")
+    if realm.scheme not in ("http", "https") or not realm.host:
+        raise AuthError(f"{registry} sent an unusable token realm")
+    return realm
+
+
+def _token_from(body: bytes | None, response: httpx.Response, where: str,
+                cred: Credential | None) -> tuple[str, float]:
+    """(token, seconds it is valid) from a token service's answer (token spec: token or access_token,
+    expires_in defaulting to 60)."""
+    if response.status_code in (401, 403):
+        hint = ("the identity token was refused" if cred and cred.identity_token
+                else "the username or password is wrong" if cred else "anonymous access is not allowed")
+        raise AuthError(f"{where} refused the credentials ({response.status_code}): {hint}",
+                        status=response.status_code, codes=("UNAUTHORIZED",))
+    if response.status_code != 200:
+        raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
+    if body is None:
+        raise AuthError(f"{where} answered with more than {MAX_JSON_BODY} bytes, too long for a token")
+    try:
+        data = json.loads(body)
+        token = data.get("token") or data.get("access_token")
+        expires_in = float(data.get("expires_in") or 60)
+    except (ValueError, AttributeError, TypeError):
+        raise AuthError(f"{where} answered with an unreadable token") from None
+    if not isinstance(token, str) or not token:
+        raise AuthError(f"{where} answered without a token")
+    return token, expires_in

@@ -33,6 +33,7 @@ __all__ = ["RegistryClient", "parse_remaining", "redact_url"]
 
 T = TypeVar("T")
 _MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_LIST_BYTES = 8 * 1024 * 1024  # one page of a tag list or of the catalog
 MAX_LIST_PAGES = 1000  # a `Link: rel="next"` chain longer than this is refused, not followed forever
 CATALOG_SCOPE = "registry:catalog:*"
@@ -82,57 +83,12 @@ class RegistryClient:
              stream: bool = False) -> httpx.Response:
         """One request, following redirects ourselves (credentials only to our own origin)."""
         for hop in range(_MAX_REDIRECTS + 1):
-            request = self._http.build_request(method, url, headers=headers, content=content,
-                                               extensions={SCOPES: tuple(scopes)})
-            auth = self.auth if self._same_origin(url) else None
-            self.requests += 1
-            try:
-                response = self._http.send(request, auth=auth, stream=True)
-            except (HostNotAllowed, TransportError) as exc:  # the connect-time policy: refused, or no such host
-                if hop == 0 and self._same_origin(url):
-                    raise
-                # A registry chose this URL (a redirect, an upload Location), not the caller: say so,
-                # without its query (signatures, upload state).
-                how = "redirected to" if hop else "the registry's URL"
-                if isinstance(exc, HostNotAllowed):
-                    raise HostNotAllowed(f"{what}: {how} {redact_url(url)}, which is not allowed: {exc.message}",
-                                         target=exc.target) from None
-                raise TransportError(f"{what}: {how} {redact_url(url)}: {exc.message}", target=exc.target) from None
-            except ImporterError:
-                raise
-            except httpx.StreamConsumed:
-                raise TransportError(f"{what}: the registry asked to re-authenticate mid-upload") from None
-            except httpx.TimeoutException:
-                raise TransportError(f"{what}: timed out talking to {_netloc(url)}") from None
-            except httpx.RemoteProtocolError as exc:
-                # httpx parses a redirect's Location even with following off (httpx 0.28,
-                # Client._redirect_url); the same Location would come back on every retry.
-                if str(exc).startswith("Invalid URL in location header"):
-                    raise _unusable_location(what, url, None) from None  # httpx dropped the 3xx response
-                raise TransportError(f"{what}: connection to {_netloc(url)} failed (RemoteProtocolError)") from None
-            except httpx.HTTPError as exc:
-                raise TransportError(f"{what}: connection to {_netloc(url)} failed ({exc.__class__.__name__})") from None
-            if response.status_code in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
-                location = response.headers.get("location")
-                response.close()
-                if not location:
-                    raise RegistryError(f"{what}: redirect without a Location", status=response.status_code)
-                try:
-                    target = url.join(location)
-                except httpx.InvalidURL:
-                    raise _unusable_location(what, url, response.status_code) from None
-                if url.scheme == "https" and target.scheme != "https":
-                    raise HostNotAllowed(f"{what}: refusing a redirect from https to {target.scheme}")
-                if target.scheme not in ("http", "https"):
-                    raise HostNotAllowed(f"{what}: refusing a redirect to a {target.scheme} URL")
-                if not target.host:
-                    raise _unusable_location(what, url, response.status_code)
-                url = target
+            response = self._send_once(method, url, hop=hop, scopes=scopes, what=what, headers=headers,
+                                       content=content)
+            if response.status_code in _REDIRECTS and method in ("GET", "HEAD"):
+                url = _redirect_target(response, url, what)
                 continue
-            remaining = parse_remaining(response.headers)
-            if remaining is not None:
-                with self._rate_lock:
-                    self.rate_remaining = remaining
+            self._note_rate_limit(response)
             if not stream:
                 try:
                     response.read()
@@ -140,6 +96,28 @@ class RegistryClient:
                     raise TransportError(f"{what}: reading the response failed ({exc.__class__.__name__})") from None
             return response
         raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects")
+
+    def _send_once(self, method: str, url: httpx.URL, *, hop: int, scopes: Iterable[str], what: str,
+                   headers: dict[str, str] | None, content: bytes | Iterable[bytes] | None) -> httpx.Response:
+        """Send without following; every failure becomes an ImporterError saying what failed."""
+        request = self._http.build_request(method, url, headers=headers, content=content,
+                                           extensions={SCOPES: tuple(scopes)})
+        auth = self.auth if self._same_origin(url) else None
+        self.requests += 1
+        try:
+            return self._http.send(request, auth=auth, stream=True)
+        except (HostNotAllowed, TransportError) as exc:  # the connect-time policy: refused, or no such host
+            if hop == 0 and self._same_origin(url):
+                raise
+            raise _refused_where_sent(exc, what, url, redirected=hop > 0) from None
+        except (httpx.HTTPError, httpx.StreamConsumed) as exc:
+            raise _send_failure(exc, what, url) from None
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        remaining = parse_remaining(response.headers)
+        if remaining is not None:
+            with self._rate_lock:
+                self.rate_remaining = remaining
 
     def error(self, response: httpx.Response, what: str) -> RegistryError:
         """Classify an error response once: status, OCI error codes, Retry-After, rate limits."""
@@ -363,6 +341,49 @@ class RegistryClient:
             raise self.error(r, what)
 
         return self.retry(once)
+
+
+def _redirect_target(response: httpx.Response, url: httpx.URL, what: str) -> httpx.URL:
+    """Where a redirect of `url` leads, if we follow it there: never https -> http, never another scheme."""
+    location = response.headers.get("location")
+    response.close()
+    if not location:
+        raise RegistryError(f"{what}: redirect without a Location", status=response.status_code)
+    try:
+        target = url.join(location)
+    except httpx.InvalidURL:
+        raise _unusable_location(what, url, response.status_code) from None
+    if url.scheme == "https" and target.scheme != "https":
+        raise HostNotAllowed(f"{what}: refusing a redirect from https to {target.scheme}")
+    if target.scheme not in ("http", "https"):
+        raise HostNotAllowed(f"{what}: refusing a redirect to a {target.scheme} URL")
+    if not target.host:
+        raise _unusable_location(what, url, response.status_code)
+    return target
+
+
+def _refused_where_sent(exc: HostNotAllowed | TransportError, what: str, url: httpx.URL, *,
+                        redirected: bool) -> ImporterError:
+    """A registry chose this URL (a redirect, an upload Location), not the caller: say so, without
+    its query (signatures, upload state)."""
+    how = "redirected to" if redirected else "the registry's URL"
+    if isinstance(exc, HostNotAllowed):
+        return HostNotAllowed(f"{what}: {how} {redact_url(url)}, which is not allowed: {exc.message}",
+                              target=exc.target)
+    return TransportError(f"{what}: {how} {redact_url(url)}: {exc.message}", target=exc.target)
+
+
+def _send_failure(exc: httpx.HTTPError | httpx.StreamConsumed, what: str, url: httpx.URL) -> ImporterError:
+    """What an httpx failure to send means, in the tree's terms."""
+    if isinstance(exc, httpx.StreamConsumed):
+        return TransportError(f"{what}: the registry asked to re-authenticate mid-upload")
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError(f"{what}: timed out talking to {_netloc(url)}")
+    if isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith("Invalid URL in location header"):
+        # httpx parses a redirect's Location even with following off (httpx 0.28,
+        # Client._redirect_url) and drops the 3xx; the same Location would come back on every retry.
+        return _unusable_location(what, url, None)
+    return TransportError(f"{what}: connection to {_netloc(url)} failed ({exc.__class__.__name__})")
 
 
 def _unusable_location(what: str, url: httpx.URL, status: int | None) -> RegistryError:
