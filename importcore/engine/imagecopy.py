@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..observe import telemetry
 from .blobcopy import BlobOutcome, SessionHook, copy_blob
 from ..values.errors import ConflictError, DeadlineReached
-from ..values.media import Platform
+from ..values.media import Descriptor, Platform
 from .plan import Limits, Plan, plan_import
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
@@ -82,72 +82,168 @@ def copy_image(*, source: RegistryClient, ref: Reference, target: RegistryClient
     """Import `ref` from `source` into `targets` of `target`; raises an ImporterError on failure.
 
     `deadline` (time.monotonic()): no blob transfer starts after it; see DeadlineReached."""
-    started = time.monotonic()
-    progress = Progress()
-    on_progress(progress)
-    result = ImportResult(repositories=sorted({t.repository for t in targets}))
-    # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
-    if not options.platforms:
-        resolved = source.manifest_head(ref.repository, ref.ref)
-        if resolved is not None and _all_present(target, targets, resolved[0]):
-            result.digest, result.media_type = resolved[0], resolved[1].split(";")[0]
-            result.source_digest = result.digest
-            result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
-            result.seconds = time.monotonic() - started
-            progress.phase = "done"
-            on_progress(progress)
-            return result
-        if resolved is not None and ref.digest is None and resolved[0].startswith("sha256:"):
-            # Fetch what the HEAD named, by digest: the bytes are then verified against it, and a tag
-            # moved in between cannot make the NoForce check and the copy disagree.
-            ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
-    with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="blob") as pool:
-        plan = plan_import(source, ref, platforms=options.platforms, limits=options.limits,
-                           copy_foreign=options.copy_foreign, pool=pool)
+    return _ImageCopy(source=source, target=target, targets=targets, options=options, on_progress=on_progress,
+                      on_session=on_session, deadline=deadline).run(ref)
+
+
+class _ImageCopy:
+    """One copy_image call: its clients, options and callbacks, and the progress and result it builds."""
+
+    def __init__(self, *, source: RegistryClient, target: RegistryClient, targets: list[TargetSpec],
+                 options: CopyOptions, on_progress: Callable[[Progress], None], on_session: SessionHook,
+                 deadline: float | None) -> None:
+        self.source, self.target, self.targets, self.options = source, target, targets, options
+        self.on_progress, self.on_session, self.deadline = on_progress, on_session, deadline
+        self.started = time.monotonic()
+        self.progress = Progress()
+        self.result = ImportResult(repositories=sorted({t.repository for t in targets}))
+        self._lock = threading.Lock()  # progress and result, from the pool's threads
+
+    def run(self, ref: Reference) -> ImportResult:
+        self._report()
+        if not self.options.platforms:
+            # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
+            resolved = self.source.manifest_head(ref.repository, ref.ref)
+            if resolved is not None and _all_present(self.target, self.targets, resolved[0]):
+                self.result.digest = self.result.source_digest = resolved[0]
+                self.result.media_type = resolved[1].split(";")[0]
+                return self._done(already_there=True)
+            if resolved is not None and ref.digest is None and resolved[0].startswith("sha256:"):
+                # Fetch what the HEAD named, by digest: the bytes are then verified against it, and a tag
+                # moved in between cannot make the NoForce check and the copy disagree.
+                ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
+        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency), thread_name_prefix="blob") as pool:
+            plan = plan_import(self.source, ref, platforms=self.options.platforms, limits=self.options.limits,
+                               copy_foreign=self.options.copy_foreign, pool=pool)
+            self._describe(plan)
+            if self.options.platforms and _all_present(self.target, self.targets, plan.top.digest):
+                # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
+                return self._done(already_there=True)
+            if not self.options.force:
+                _check_no_conflict(self.target, self.targets, plan.top.digest)
+            self._copy_repositories(plan, pool)
+            self._tag(plan)
+        return self._done(already_there=False)
+
+    def _describe(self, plan: Plan) -> None:
+        result = self.result
         result.digest, result.media_type = plan.top.digest, plan.top.media_type
         result.source_digest = plan.source.digest or plan.top.digest
         result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
-        if options.platforms and _all_present(target, targets, plan.top.digest):
-            # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
-            result.tags = [f"{t.repository}:{t.tag}" for t in targets if t.tag]
-            result.seconds = time.monotonic() - started
-            progress.phase = "done"
-            on_progress(progress)
-            return result
-        if not options.force:
-            _check_no_conflict(target, targets, plan.top.digest)
-        progress.phase = "copying"
-        progress.blobs_total = len(plan.blobs) * len(result.repositories)
-        progress.bytes_total = plan.total_bytes * len(result.repositories)
-        on_progress(progress)
+
+    def _copy_repositories(self, plan: Plan, pool: ThreadPoolExecutor) -> None:
+        """Blobs, then child manifests (and an untagged top) into every target repository."""
+        repositories = self.result.repositories
+        self.progress.phase = "copying"
+        self.progress.blobs_total = len(plan.blobs) * len(repositories)
+        self.progress.bytes_total = plan.total_bytes * len(repositories)
+        self._report()
+        source_repo = plan.source.repository
         first_repo: str | None = None
-        for repo in result.repositories:
-            if target.manifest_head(repo, plan.top.digest, push=True) is None:
+        for repo in repositories:
+            if self.target.manifest_head(repo, plan.top.digest, push=True) is None:
                 # Same registry: mount from the source. Otherwise the target may still hold the blobs
                 # under the source's path from an earlier default-target import; a mount from a
                 # repository without the blob just opens the upload (distribution-spec "Mounting a
                 # blob from another repository": 202), so the guess costs no extra request.
-                mount_from = first_repo or (ref.repository if ref.repository != repo else None)
-                _copy_blobs(plan, repo, mount_from, source=source, target=target, pool=pool, result=result,
-                            progress=progress, on_progress=on_progress, on_session=on_session, deadline=deadline)
-                *children, top = plan.manifests
-                for manifest in children:
-                    target.manifest_put(repo, manifest.digest, manifest)
-                if not any(t.tag for t in targets if t.repository == repo):
-                    target.manifest_put(repo, top.digest, top)  # untagged: by digest only
+                mount_from = first_repo or (source_repo if source_repo != repo else None)
+                self._copy_blobs(plan, repo, mount_from, pool)
+                self._put_manifests(plan, repo)
             else:
-                result.skipped += len(plan.blobs)
+                self.result.skipped += len(plan.blobs)
             first_repo = first_repo or repo
-        progress.phase = "tagging"
-        on_progress(progress)
-        for spec in targets:
+
+    def _put_manifests(self, plan: Plan, repo: str) -> None:
+        *children, top = plan.manifests
+        for manifest in children:
+            self.target.manifest_put(repo, manifest.digest, manifest)
+        if not any(t.tag for t in self.targets if t.repository == repo):
+            self.target.manifest_put(repo, top.digest, top)  # untagged: by digest only
+
+    def _tag(self, plan: Plan) -> None:
+        self.progress.phase = "tagging"
+        self._report()
+        for spec in self.targets:
             if spec.tag:
-                target.manifest_put(spec.repository, spec.tag, plan.top)
-                result.tags.append(f"{spec.repository}:{spec.tag}")
-    progress.phase = "done"
-    on_progress(progress)
-    result.seconds = time.monotonic() - started
-    return result
+                self.target.manifest_put(spec.repository, spec.tag, plan.top)
+                self.result.tags.append(f"{spec.repository}:{spec.tag}")
+
+    def _done(self, *, already_there: bool) -> ImportResult:
+        if already_there:
+            self.result.tags = [f"{t.repository}:{t.tag}" for t in self.targets if t.tag]
+        self.result.seconds = time.monotonic() - self.started
+        self.progress.phase = "done"
+        self._report()
+        return self.result
+
+    def _report(self) -> None:
+        self.on_progress(self.progress)
+
+    # -- blobs, in the pool --------------------------------------------------------------------------
+
+    def _copy_blobs(self, plan: Plan, repo: str, mount_from: str | None, pool: ThreadPoolExecutor) -> None:
+        failed = threading.Event()  # set by the first transfer that fails for good
+
+        def task(digest: str) -> None:
+            self._copy_one(plan.blobs[digest], plan, repo, mount_from, failed)
+
+        # Largest first: the long transfers start early and the small ones fill the gaps.
+        order = sorted(plan.blobs, key=lambda d: -plan.blobs[d].size)
+        # Each task runs in a copy of this context: the job id (log records) and the import's span
+        # (the parent of the blob spans) follow the work into the pool's threads.
+        futures = [pool.submit(contextvars.copy_context().run, task, digest) for digest in order]
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        wait(pending)  # the transfers in flight finish (or fail) first
+        errors = [error for f in futures if f.done() and not f.cancelled() and (error := f.exception()) is not None]
+        for error in errors:
+            if not isinstance(error, (DeadlineReached, _NotStarted)):
+                raise error  # a real failure says more than "out of time"
+        if errors:
+            stopped = DeadlineReached(
+                f"stopped before the function timeout with {self.progress.blobs_done} of {self.progress.blobs_total} "
+                f"blobs in {self.target.registry}/{repo}; the next attempt continues with the rest "
+                "(IMPORT_FUNCTION_TIMEOUT_SECONDS, IMPORT_DEADLINE_MARGIN_SECONDS)")
+            stopped.copied = self.result.copied + self.result.mounted
+            raise stopped
+
+    def _copy_one(self, blob: Descriptor, plan: Plan, repo: str, mount_from: str | None,
+                  failed: threading.Event) -> None:
+        if failed.is_set():
+            raise _NotStarted  # a blob failed for good: the import fails, more transfers would be waste
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineReached("not started")  # replaced by one error naming the progress
+        try:
+            with telemetry.span("blob", digest=blob.digest, size=blob.size, repository=repo) as span:
+                outcome = copy_blob(blob, source=self.source, source_repo=plan.source.repository, target=self.target,
+                                    target_repo=repo, mount_from=mount_from, on_bytes=self._on_bytes,
+                                    on_session=self.on_session)
+                if span is not None:
+                    span.set_attribute("outcome", outcome.value)
+        except BaseException:
+            failed.set()
+            raise
+        self._count(blob, outcome)
+
+    def _on_bytes(self, n: int) -> None:
+        with self._lock:
+            self.progress.bytes_done += n
+        self._report()
+
+    def _count(self, blob: Descriptor, outcome: BlobOutcome) -> None:
+        with self._lock:
+            self.progress.blobs_done += 1
+            if outcome is BlobOutcome.COPIED:
+                self.result.copied += 1
+                self.result.bytes += blob.size
+            else:
+                if outcome is BlobOutcome.MOUNTED:
+                    self.result.mounted += 1
+                else:
+                    self.result.skipped += 1
+                self.progress.bytes_done += blob.size  # skipped or mounted: done without transfer
+        self._report()
 
 
 def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str) -> bool:
@@ -175,66 +271,3 @@ class _NotStarted(Exception):
 
     Private and outside the tree on purpose: it only travels from a pool task to _copy_blobs through
     its future, and _copy_blobs never lets it out (a real error, or DeadlineReached, is raised instead)."""
-
-
-def _copy_blobs(plan: Plan, repo: str, mount_from: str | None, *, source: RegistryClient, target: RegistryClient,
-                pool: ThreadPoolExecutor, result: ImportResult, progress: Progress,
-                on_progress: Callable[[Progress], None], on_session: SessionHook, deadline: float | None) -> None:
-    lock = threading.Lock()
-
-    def on_bytes(n: int) -> None:
-        with lock:
-            progress.bytes_done += n
-        on_progress(progress)
-
-    failed = threading.Event()
-
-    def one(blob_digest: str) -> None:
-        if failed.is_set():
-            raise _NotStarted  # a blob failed for good: the import fails, more transfers would be waste
-        if deadline is not None and time.monotonic() >= deadline:
-            raise DeadlineReached("not started")  # replaced below by one error naming the progress
-        blob = plan.blobs[blob_digest]
-        try:
-            with telemetry.span("blob", digest=blob.digest, size=blob.size, repository=repo) as span:
-                outcome = copy_blob(blob, source=source, source_repo=plan.source.repository, target=target,
-                                    target_repo=repo, mount_from=mount_from, on_bytes=on_bytes,
-                                    on_session=on_session)
-                if span is not None:
-                    span.set_attribute("outcome", outcome.value)
-        except BaseException:
-            failed.set()
-            raise
-        with lock:
-            progress.blobs_done += 1
-            if outcome is BlobOutcome.COPIED:
-                result.copied += 1
-                result.bytes += blob.size
-            else:
-                if outcome is BlobOutcome.MOUNTED:
-                    result.mounted += 1
-                else:
-                    result.skipped += 1
-                progress.bytes_done += blob.size
-        on_progress(progress)
-
-    # Largest first: the long transfers start early and the small ones fill the gaps.
-    order = sorted(plan.blobs, key=lambda d: -plan.blobs[d].size)
-    # Each task runs in a copy of this context: the job id (log records) and the import's span
-    # (the parent of the blob spans) follow the work into the pool's threads.
-    futures = [pool.submit(contextvars.copy_context().run, one, digest) for digest in order]
-    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-    for future in pending:
-        future.cancel()
-    wait(pending)  # the transfers in flight finish (or fail) first
-    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
-    for error in errors:
-        if not isinstance(error, (DeadlineReached, _NotStarted)):
-            raise error  # type: ignore[misc]  # a real failure says more than "out of time"
-    if errors:
-        stopped = DeadlineReached(
-            f"stopped before the function timeout with {progress.blobs_done} of {progress.blobs_total} blobs in "
-            f"{target.registry}/{repo}; the next attempt continues with the rest "
-            "(IMPORT_FUNCTION_TIMEOUT_SECONDS, IMPORT_DEADLINE_MARGIN_SECONDS)")
-        stopped.copied = result.copied + result.mounted
-        raise stopped
