@@ -27,7 +27,7 @@ that Location can be cancelled or resumed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import Enum
@@ -290,53 +290,71 @@ class _Feed:
             self.close()
 
     def _chunks(self) -> Iterator[bytes]:
-        t, size = self.t, self.t.blob.size
-        expected = t.blob.digest.partition(":")[2]
+        """The rest of the blob, each chunk checked before it goes out; after a break that brought new
+        bytes the download is reopened where it stopped (at most MAX_RECONNECTS times)."""
         while True:
             fresh = 0
             try:
-                for chunk in self._response.iter_raw():
-                    if self._skip:
-                        dropped = min(self._skip, len(chunk))
-                        self._skip -= dropped
-                        chunk = chunk[dropped:]
-                    if not chunk:
-                        continue
-                    end = self.sent + len(chunk)
-                    if end > size:
-                        raise IntegrityError(f"{t.what}: the source sent more than the {size} bytes its "
-                                             "descriptor declares", target=t.blob.digest)
-                    if end == size:
-                        # The last chunk goes out only when the whole blob is what was promised.
-                        last = self.hasher.copy()
-                        last.update(chunk)
-                        if last.hexdigest() != expected:
-                            raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
-                                                 f"{t.algorithm}:{last.hexdigest()}", target=t.blob.digest)
-                        self.hasher = last
-                    else:
-                        self.hasher.update(chunk)
+                for chunk in self._unsent(self._response.iter_raw()):
+                    self._check(chunk)
                     fresh += len(chunk)
                     yield chunk
-                    self.sent = end
-                    t.on_bytes(len(chunk))
+                    self.sent += len(chunk)
+                    self.t.on_bytes(len(chunk))
+                break
             except httpx.HTTPError as exc:
-                # Reset, timeout, EOF before Content-Length. Resume only after progress: a source that
-                # breaks before sending anything new is left to the attempt's backoff.
-                if not fresh or self.reconnects >= MAX_RECONNECTS:
-                    tries = f", {self.reconnects} reconnects" if self.reconnects else ""
-                    raise TransportError(f"{t.what}: download broke off after {self.sent} of {size} bytes "
-                                         f"({exc.__class__.__name__}{tries})") from None
-                self.reconnects += 1
-                self.connect()
-                continue
-            break
-        if self.sent != size:
-            raise IntegrityError(f"{t.what}: the source sent {self.sent} bytes, the descriptor declares {size}",
+                self._reconnect_after(exc, fresh=fresh)
+        self._check_complete()
+
+    def _unsent(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """`chunks` without the first `_skip` bytes (a source without range support sends them again)."""
+        for chunk in chunks:
+            if self._skip:
+                dropped = min(self._skip, len(chunk))
+                self._skip -= dropped
+                chunk = chunk[dropped:]
+            if chunk:
+                yield chunk
+
+    def _check(self, chunk: bytes) -> None:
+        """Hash `chunk`, refusing it when it runs past the declared size or completes a blob whose
+        digest is wrong: the last chunk goes out only when the whole blob is what was promised."""
+        t, size = self.t, self.t.blob.size
+        end = self.sent + len(chunk)
+        if end > size:
+            raise IntegrityError(f"{t.what}: the source sent more than the {size} bytes its descriptor declares",
                                  target=t.blob.digest)
-        if size == 0 and self.hasher.hexdigest() != expected:
+        if end < size:
+            self.hasher.update(chunk)
+            return
+        last = self.hasher.copy()
+        last.update(chunk)
+        self._verify(last)
+        self.hasher = last
+
+    def _verify(self, hasher: Any) -> None:
+        t = self.t
+        if hasher.hexdigest() != t.blob.digest.partition(":")[2]:
             raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
-                                 f"{t.algorithm}:{self.hasher.hexdigest()}", target=t.blob.digest)
+                                 f"{t.algorithm}:{hasher.hexdigest()}", target=t.blob.digest)
+
+    def _reconnect_after(self, exc: httpx.HTTPError, *, fresh: int) -> None:
+        """Reset, timeout, EOF before Content-Length: reopen at `sent`. Only after progress: a source
+        that breaks before sending anything new is left to the attempt's backoff."""
+        if not fresh or self.reconnects >= MAX_RECONNECTS:
+            tries = f", {self.reconnects} reconnects" if self.reconnects else ""
+            raise TransportError(f"{self.t.what}: download broke off after {self.sent} of {self.t.blob.size} bytes "
+                                 f"({exc.__class__.__name__}{tries})") from None
+        self.reconnects += 1
+        self.connect()
+
+    def _check_complete(self) -> None:
+        size = self.t.blob.size
+        if self.sent != size:
+            raise IntegrityError(f"{self.t.what}: the source sent {self.sent} bytes, the descriptor declares {size}",
+                                 target=self.t.blob.digest)
+        if size == 0:
+            self._verify(self.hasher)  # no chunk came to be checked
         self.complete = True
 
 
