@@ -62,12 +62,17 @@ class ImporterError(Exception):
     """Base of every error importcore raises on purpose."""
 
     code = "ImportFailed"
-    retryable = False
+    transient = False  # this kind of failure may pass by itself: another try is worth it
 
     def __init__(self, message: str, *, target: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target  # the input field or object the error is about
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another try may succeed (a RegistryError also asks its status and codes)."""
+        return self.transient
 
     def to_dict(self) -> dict:
         out = {"code": self.code, "message": self.message, "retryable": self.retryable}
@@ -145,7 +150,7 @@ class RegistryError(ImporterError):
         self.rate_limit = rate_limit
 
     @property
-    def retryable(self) -> bool:  # type: ignore[override]
+    def retryable(self) -> bool:
         if PERMANENT_CODES.intersection(self.codes):
             return False
         return self.status in RETRYABLE_STATUSES
@@ -173,7 +178,7 @@ class NotFoundError(RegistryError):
 
 class TransportError(ImporterError):
     code = "ConnectionFailed"
-    retryable = True
+    transient = True
 
 
 class IntegrityError(ImporterError):
@@ -190,7 +195,7 @@ class DeadlineReached(ImporterError):
     `copied`: blobs this attempt copied or mounted, so a caller can tell progress from a stall."""
 
     code = "DeadlineReached"
-    retryable = True
+    transient = True
     copied = 0
 
 
