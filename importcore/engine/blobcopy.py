@@ -124,7 +124,7 @@ class _Transfer:
 
     def attempt(self, session: _Session, mount_from: str | None) -> BlobOutcome:
         if session.location is not None:
-            self._check_resumable(session)
+            self._check_resumable(session, session.location)
         small = self.blob.size <= SMALL_BLOB and not session.complete and session.offset == 0
         if session.location is None and mount_from is not None:
             mounted, location = self._mount(mount_from)
@@ -136,37 +136,40 @@ class _Transfer:
                 self._opened(session, location)
         if small:
             return self._small(session)
-        if not session.complete:
-            feed = _Feed(self, session.offset, session.hasher.copy())
-            try:
-                feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
-                if session.location is None:
-                    self._opened(session, self.target.uploads.start(self.target_repo))
-                try:
-                    location, held = self.target.uploads.patch(session.location, self.target_repo, feed,
-                                                              self.upload_what)
-                except RegistryError as exc:
-                    if not session.offset or exc.retryable:
-                        raise
-                    # Not every registry takes a second streamed PATCH (go-containerregistry's refuses
-                    # "stream uploads after first write"; ECR wants 5 MiB parts): start over instead.
-                    self.cancel(session)
-                    raise TransportError(f"{self.upload_what}: the registry would not continue the upload "
-                                         f"({exc.status}); starting it over") from None
-            finally:
-                feed.close()
-            # The PATCH completed: the session holds exactly what the body yielded.
-            session.offset, session.hasher, session.complete = feed.sent, feed.hasher, feed.complete
-            self._opened(session, location)
-            if held is not None and feed.sent and held != feed.sent:
-                raise TransportError(f"{self.upload_what}: the registry holds {held} bytes of the upload, "
-                                     f"{feed.sent} were sent")
-            if feed.failure is not None:
-                raise feed.failure
-        self.target.uploads.commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
+        location = session.location if session.complete else self._fill(session)
+        assert location is not None, "a complete session keeps its Location (cancel() clears both)"
+        self.target.uploads.commit(location, self.target_repo, self.blob.digest, self.upload_what)
         session.location = None
         self.on_session(self.target_repo, None)
         return BlobOutcome.COPIED
+
+    def _fill(self, session: _Session) -> httpx.URL:
+        """Stream the rest of the blob into the session in one PATCH; -> its Location after that."""
+        feed = _Feed(self, session.offset, session.hasher.copy())
+        try:
+            feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
+            location = session.location or self._opened(session, self.target.uploads.start(self.target_repo))
+            try:
+                location, held = self.target.uploads.patch(location, self.target_repo, feed, self.upload_what)
+            except RegistryError as exc:
+                if not session.offset or exc.retryable:
+                    raise
+                # Not every registry takes a second streamed PATCH (go-containerregistry's refuses
+                # "stream uploads after first write"; ECR wants 5 MiB parts): start over instead.
+                self.cancel(session)
+                raise TransportError(f"{self.upload_what}: the registry would not continue the upload "
+                                     f"({exc.status}); starting it over") from None
+        finally:
+            feed.close()
+        # The PATCH completed: the session holds exactly what the body yielded.
+        session.offset, session.hasher, session.complete = feed.sent, feed.hasher, feed.complete
+        self._opened(session, location)
+        if held is not None and feed.sent and held != feed.sent:
+            raise TransportError(f"{self.upload_what}: the registry holds {held} bytes of the upload, "
+                                 f"{feed.sent} were sent")
+        if feed.failure is not None:
+            raise feed.failure
+        return location
 
     def _mount(self, mount_from: str) -> tuple[bool, httpx.URL | None]:
         """(mounted, the upload Location a mount that found nothing opened)."""
@@ -204,21 +207,22 @@ class _Transfer:
             self.on_session(self.target_repo, None)
         return BlobOutcome.COPIED
 
-    def _check_resumable(self, session: _Session) -> None:
+    def _check_resumable(self, session: _Session, location: httpx.URL) -> None:
         """Continue a session only where the registry and our hash agree (distribution-spec
         "Resuming an upload": GET <location> -> Range); otherwise cancel it and start over."""
         try:
-            held, fresh = self.target.uploads.status(session.location, self.target_repo)
+            held, fresh = self.target.uploads.status(location, self.target_repo)
         except ImporterError:
-            held, fresh = None, session.location
+            held, fresh = None, location
         if held == session.offset:
             self._opened(session, fresh)
         else:
             self.cancel(session)
 
-    def _opened(self, session: _Session, location: httpx.URL) -> None:
+    def _opened(self, session: _Session, location: httpx.URL) -> httpx.URL:
         session.location = location
         self.on_session(self.target_repo, location)  # recorded before bytes flow: a crash leaves it findable
+        return location
 
     def cancel(self, session: _Session) -> None:
         if session.location is not None:
@@ -295,6 +299,7 @@ class _Feed:
         while True:
             fresh = 0
             try:
+                assert self._response is not None, "connect() opened it, or raised"
                 for chunk in self._unsent(self._response.iter_raw()):
                     self._check(chunk)
                     fresh += len(chunk)
