@@ -12,7 +12,8 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Protocol
 
 import httpx
 
@@ -21,13 +22,23 @@ from ..values.errors import AuthError, HostNotAllowed, RegistryError, TransportE
 from .challenge import Challenge, parse_challenges
 from .credentials import Credential
 
-__all__ = ["SCOPES", "RegistryAuth", "scopes_for"]
+__all__ = ["SCOPES", "RegistryAuth", "TokenProvider", "scopes_for"]
 
 SCOPES = "importcore.scopes"  # request.extensions key: the scopes this request needs
 
 
 def scopes_for(repository: str, *actions: str) -> str:
     return f"repository:{repository}:{','.join(actions)}"
+
+
+class TokenProvider(Protocol):
+    """Another source of bearer tokens than the realm (auth.acr.AcrTokenProvider: ACR's Entra exchange)."""
+
+    def __call__(self, challenge: Challenge, scopes: Sequence[str]) -> tuple[str, float]:
+        """A token for `scopes` and how many seconds it may be used."""
+
+    def forget(self, scopes: Sequence[str]) -> None:
+        """Drop a cached token the registry refused."""
 
 
 def _basic(username: str, password: str) -> str:
@@ -39,7 +50,7 @@ class RegistryAuth(httpx.Auth):
 
     def __init__(self, registry: str, credential: Credential | None, *, http: httpx.Client,
                  plain_http: bool = False, clock: Callable[[], float] = time.monotonic,
-                 token_provider: Callable[[Challenge, list[str]], tuple[str, float]] | None = None) -> None:
+                 token_provider: TokenProvider | None = None) -> None:
         self.registry = registry
         self._plain_http = plain_http  # an operator-listed http registry may have an http realm
         self.credential = credential

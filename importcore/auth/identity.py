@@ -8,21 +8,25 @@ know azure.core's exception types.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Any
 
 from ..values.errors import AuthError
 from .acr import AccessToken, TokenCredential, jwt_expiry
 
 __all__ = ["StaticTokenCredential", "app_identity", "build_credential"]
 
+if TYPE_CHECKING:  # azure-core is imported at run time only once a credential is built
+    from azure.core.credentials import TokenCredential as AzureTokenCredential
+
 
 class _Checked:
     """A TokenCredential whose failures are AuthErrors naming the identity and the audience."""
 
-    def __init__(self, inner: object, describe: str) -> None:
+    def __init__(self, inner: AzureTokenCredential, describe: str) -> None:
         self._inner = inner
         self._describe = describe
 
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         from azure.core.exceptions import ClientAuthenticationError
 
         try:

@@ -54,7 +54,8 @@ class Queues:
             key = (connection, queue)
             if key not in self._clients:
                 # Few quick retries: the polling loop is the real retry, and stop must stay prompt.
-                retry = LinearRetry(backoff=0.5, random_jitter_range=0.5, retry_total=2)
+                # The SDK annotates both as int but draws the wait with random.uniform: half seconds work.
+                retry = LinearRetry(backoff=0.5, random_jitter_range=0.5, retry_total=2)  # type: ignore[arg-type]
                 self._clients[key] = QueueClient.from_connection_string(connection, queue, retry_policy=retry)
             return self._clients[key]
 
@@ -235,6 +236,6 @@ class _Lease:
                     return
                 try:
                     updated = self._client.update_message(self._id, self._receipt, visibility_timeout=self._seconds)
-                    self._receipt = updated.pop_receipt
+                    self._receipt = updated.pop_receipt or self._receipt  # the SDK types it optional
                 except Exception as exc:  # noqa: BLE001 - the message may reappear; the function still finishes
                     log.warning("Could not renew the lease of message %s on queue '%s': %s", self._id, self._queue, exc)

@@ -97,7 +97,7 @@ class Router:
         prefix = f"/{self.prefix}" if self.prefix else ""
         if prefix and not (path.lower() == prefix.lower() or path.lower().startswith(prefix.lower() + "/")):
             return None, {}, set()
-        rest, allowed = path[len(prefix):], set()
+        rest, allowed = path[len(prefix):], set[str]()
         for route in self.routes:
             params = route.match(rest)
             if params is None:
@@ -113,9 +113,10 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "importcore-devhost"
+    server: _Server  # the server that made this handler (make_server's)
 
     def _dispatch(self) -> None:
-        host = self.server.devhost  # type: ignore[attr-defined]
+        host = self.server.devhost
         url = urlsplit(self.path)
         path = url.path  # route values are unquoted after matching, so %2F stays inside one segment
         query = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -244,6 +245,7 @@ class _Server(ThreadingHTTPServer):
     """Reports handler errors (mostly clients hanging up) to the log instead of stderr."""
 
     daemon_threads = True
+    devhost: Any = None  # the DevHost whose functions the handlers call (set by make_server)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A dropped connection is the client's business (DEBUG); anything else is a devhost bug (ERROR)."""
@@ -255,6 +257,6 @@ class _Server(ThreadingHTTPServer):
 def make_server(devhost: Any, bind: str, port: int) -> ThreadingHTTPServer:
     """A threading server whose handlers reach the DevHost as server.devhost."""
     server = _Server((bind, port), Handler)
-    server.devhost = devhost  # type: ignore[attr-defined]
+    server.devhost = devhost
     return server
 

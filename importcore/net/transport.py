@@ -45,7 +45,8 @@ class _CappedStream(httpx.SyncByteStream):
 class _Transport(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
-        if response.status_code >= 400:
+        # A sync transport's responses stream synchronously; the check only tells the type checker.
+        if response.status_code >= 400 and isinstance(response.stream, httpx.SyncByteStream):
             response.stream = _CappedStream(response.stream, MAX_ERROR_BODY)
         return response
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 import httpx
 
 from ..auth import Credential, RegistryAuth, parse_challenges, scopes_for
-from ..auth.flow import SCOPES
+from ..auth.flow import SCOPES, TokenProvider
 from ..values.errors import (
     AuthError, HostNotAllowed, ImporterError, IntegrityError, LimitExceeded, NotFoundError, RegistryError, TransportError, UsageError,
 )
@@ -53,7 +53,7 @@ class RegistryClient:
 
     def __init__(self, registry: str, *, http: httpx.Client, policy: HostPolicy,
                  credential: Credential | None = None, role: str = "",
-                 token_provider: Callable | None = None) -> None:
+                 token_provider: TokenProvider | None = None) -> None:
         self.registry = registry
         self.role = role  # "source" / "target": only to say where credentials come from in errors
         scheme = policy.scheme(registry)
@@ -141,15 +141,15 @@ class RegistryClient:
         if rate:
             parts.append(f"[rate limit: {rate}]")
         message = " ".join(parts)
-        kwargs = dict(status=status, codes=codes, retry_after=parse_retry_after(response.headers.get("retry-after")),
-                      rate_limit=rate)
+        kind: type[RegistryError] = RegistryError
         if status in (401, 403) or "DENIED" in codes or "UNAUTHORIZED" in codes:
+            kind = AuthError
             if status == 401:
                 message += self._auth_hint(response)
-            return AuthError(message, **kwargs)
-        if status == 404:
-            return NotFoundError(message, **kwargs)
-        return RegistryError(message, **kwargs)
+        elif status == 404:
+            kind = NotFoundError
+        return kind(message, status=status, codes=codes, rate_limit=rate,
+                    retry_after=parse_retry_after(response.headers.get("retry-after")))
 
     def _auth_hint(self, response: httpx.Response) -> str:
         """Why a 401 happened, as far as we can tell: no credentials, too little access, or refused."""

@@ -9,6 +9,9 @@ import datetime as dt
 import logging
 import uuid
 from functools import cached_property
+from typing import cast
+
+from azure.core.credentials import TokenCredential as AzureTokenCredential
 
 from ..values.errors import HostNotAllowed, ImporterError, TransportError, UsageError
 from ..engine.request import ImportRequest
@@ -36,15 +39,19 @@ class ImportService:
         if not settings.storage_connection and not settings.storage_account:
             raise ImporterError("storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
         self.settings = settings
-        identity = None
+        identity: AzureTokenCredential | None = None
         if not settings.storage_connection:
             from ..auth.identity import app_identity  # azure-identity only where it is used
 
-            identity = app_identity(settings.managed_identity_client_id)
+            # Its tokens are auth.acr.AccessToken, azure-core's AccessToken by another name (the same
+            # two fields, token and expires_on, which is all the storage SDKs read).
+            identity = cast(AzureTokenCredential, app_identity(settings.managed_identity_client_id))
         self.storage_identity = identity  # None with a connection string
-        where = dict(account=settings.storage_account, credential=identity)
-        self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
-        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
+        account = settings.storage_account
+        self.store = store or JobStore(settings.storage_connection, settings.jobs_table, account=account,
+                                       credential=identity)
+        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, account=account,
+                                       credential=identity)
         self.box = SecretBox(settings.credential_key)
         self.dedupe_window = dt.timedelta(seconds=settings.dedupe_window_seconds)
         self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send)

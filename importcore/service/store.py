@@ -10,7 +10,8 @@ from enum import StrEnum
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from ..triggers.dedupe import within_window
 from ..values.errors import StaleJob
@@ -38,8 +39,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def iso(when: dt.datetime | None) -> str | None:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else None
+def iso(when: dt.datetime) -> str:
+    """A time as stored: UTC, fixed width, so that text order is time order."""
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _lane(target_key: str) -> str:
@@ -99,7 +101,7 @@ class Job:
         return {k: v for k, v in entity.items() if v is not None}
 
     @classmethod
-    def from_entity(cls, entity: dict) -> Job:
+    def from_entity(cls, entity: TableEntity) -> Job:
         job = cls(id=entity["RowKey"], status=JobStatus(entity.get("status", JobStatus.QUEUED)),
                   attempts=int(entity.get("attempts", 0)),
                   continued=int(entity.get("continued", 0)), credential=entity.get("credential"),
@@ -115,7 +117,7 @@ class Job:
 
 class JobStore:
     def __init__(self, connection_string: str | None, table: str, *, account: str | None = None,
-                 credential: object = None) -> None:
+                 credential: TokenCredential | None = None) -> None:
         if connection_string:
             self._table = TableClient.from_connection_string(connection_string, table_name=table)
         else:  # identity-based (Azure: shared keys off, the app's managed identity)

@@ -531,6 +531,4 @@ def _next_due(rule: MirrorRule, last_due: str | None, now: dt.datetime) -> dt.da
 
 def _stamp(when: dt.datetime) -> str:
     """A due time as stored and compared (iso: fixed width, so text order is time order)."""
-    text = iso(when)
-    assert text is not None
-    return text
+    return iso(when)

@@ -238,21 +238,26 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
         if key not in _FIELDS:
             raise fail(f"{where}.{str(key)[:40]}", f"unknown field (expected one of {', '.join(_FIELDS)})")
 
-    def text(key: str, *, required: bool = False, default: str | None = None) -> str | None:
+    def text(key: str) -> str | None:
+        """An optional string field: None when absent; never empty."""
         value = raw.get(key)
         if value is None:
-            if required:
-                raise fail(f"{where}.{key}", "required")
-            return default
+            return None
         if not isinstance(value, str) or not value.strip():
             raise fail(f"{where}.{key}", f"expected a non-empty string, got {json.dumps(value)[:60]}")
         return value.strip()
 
+    def required(key: str) -> str:
+        value = text(key)
+        if value is None:
+            raise fail(f"{where}.{key}", "required")
+        return value
+
     named = text("name")
     name = named or f"rule {i}"
     text("description")
-    registry = _registry_pattern(text("registry", required=True), f"{where}.registry", fail)
-    repository = text("repository", required=True)
+    registry = _registry_pattern(required("registry"), f"{where}.registry", fail)
+    repository = required("repository")
     if repository != repository.lower():
         raise fail(f"{where}.repository", f"{repository!r}: repository names are lowercase")
     if registry == DOCKER_HUB and "/" not in repository and not _GLOB_CHARS.intersection(repository):
@@ -263,11 +268,11 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
     include_prerelease = raw.get("includePrerelease", False)
     if not isinstance(include_prerelease, bool):
         raise fail(f"{where}.includePrerelease", "expected true or false")
-    target = _template(text("target", default="{repository}"), f"{where}.target", fail)
+    target = _template(text("target") or "{repository}", f"{where}.target", fail)
     target_registry = _parsed(parse_registry, text("targetRegistry"), f"{where}.targetRegistry", fail)
     # A sync rule mirrors: a tag re-pushed upstream (a patched base under the same `1.27`) must move
     # the mirror's tag too, so its mode defaults to Force (docs/sync.md); events follow the rule's mode.
-    mode_text = text("mode", default="Force" if raw.get("sync") is not None else "NoForce")
+    mode_text = text("mode") or ("Force" if raw.get("sync") is not None else "NoForce")
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")

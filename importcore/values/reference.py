@@ -36,8 +36,8 @@ def api_host(registry: str) -> str:
     return DOCKER_HUB_API if registry == DOCKER_HUB else registry
 
 
-def parse_digest(value: str, *, what: str = "digest") -> str:
-    """Validate `algorithm:hex` before it is used in a URL or a hash."""
+def parse_digest(value: object, *, what: str = "digest") -> str:
+    """Validate `algorithm:hex` (of any input: JSON hands us anything) before it is used in a URL or a hash."""
     if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         raise UsageError(f"invalid {what} {_show(value)}: expected sha256: followed by 64 lowercase hex digits")
     return value
