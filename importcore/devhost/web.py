@@ -238,7 +238,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class _TooLarge(ValueError):
-    """The request body exceeds MAX_BODY."""
+    """The request body exceeds MAX_BODY.
+
+    Private and outside values/errors.py on purpose: _read_body raises it and _dispatch answers 413
+    for it, in this module; it never reaches a function or a caller."""
 
 
 class _Server(ThreadingHTTPServer):
