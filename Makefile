@@ -36,7 +36,9 @@ test: setup
 	.venv/bin/mypy importcore
 	$(PY) -m pytest -q
 
+# The smoke run first: the machinery end to end on tiny sizes, in seconds, before the long run.
 bench: setup
+	$(PY) -m pytest -q bench/test_smoke.py
 	$(PY) bench/run.py
 
 clean:

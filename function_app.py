@@ -1,7 +1,10 @@
 """The Azure Functions app (Python v2 model): thin handlers over importcore.service.
 
-Each handler decodes its input, calls the service, encodes the result. Queue names and the
-schedules come from app settings (%IMPORT_QUEUE%, %IMPORT_TIMER_SCHEDULE%, %IMPORT_SYNC_TIMER_SCHEDULE%).
+Each handler decodes its input, calls the service, encodes the result. The queue and the timer
+schedules are bound to Settings' values (IMPORT_QUEUE, IMPORT_TIMER_SCHEDULE, IMPORT_SYNC_TIMER_SCHEDULE,
+each with a default), not to %SETTING% expressions: the worker indexes this module with the app
+settings in its environment, so the defaults README.md documents hold for the host exactly as for
+the service.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from importcore.observe import telemetry
 from importcore.service import ImportService, Reply
 from importcore.values.settings import Settings
 
+SETTINGS = Settings.from_env()  # the app settings, read once: the bindings below and the service use them
+telemetry.configure(SETTINGS.applicationinsights_connection_string)  # Azure Monitor only when it is set
 telemetry.install_job_filter()  # every log line of an import names its job
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
@@ -23,10 +28,8 @@ MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
 
 @cache
 def service() -> ImportService:
-    """The app settings, read once, and the service over them (built on first use)."""
-    settings = Settings.from_env()
-    telemetry.configure(settings.applicationinsights_connection_string)  # Azure Monitor only when set
-    return ImportService(settings)
+    """The service over SETTINGS, built on first use."""
+    return ImportService(SETTINGS)
 
 
 def _http(reply: Reply) -> func.HttpResponse:
@@ -44,19 +47,19 @@ def get_import(req: func.HttpRequest) -> func.HttpResponse:
     return _http(service().status(req.route_params.get("id", "")))
 
 
-@app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%", connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=SETTINGS.queue_name, connection="AzureWebJobsStorage")
 def run_import(msg: func.QueueMessage) -> None:
     outcome = service().process_message(msg.get_body().decode("utf-8", "replace"),
                                         dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
     logging.info("import message %s: %s", msg.id, outcome)
 
 
-@app.queue_trigger(arg_name="msg", queue_name="%IMPORT_QUEUE%-poison", connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=f"{SETTINGS.queue_name}-poison", connection="AzureWebJobsStorage")
 def poisoned_import(msg: func.QueueMessage) -> None:
     service().poisoned(msg.get_body().decode("utf-8", "replace"))
 
 
-@app.timer_trigger(arg_name="timer", schedule="%IMPORT_TIMER_SCHEDULE%", run_on_startup=False, use_monitor=False)
+@app.timer_trigger(arg_name="timer", schedule=SETTINGS.timer_schedule, run_on_startup=False, use_monitor=False)
 def sweep_imports(timer: func.TimerRequest) -> None:
     service().sweep()
 
@@ -64,7 +67,7 @@ def sweep_imports(timer: func.TimerRequest) -> None:
 # Scheduled sync (docs/sync.md): the timer only enqueues imports of what changed upstream; the
 # queue trigger above copies them. Each rule runs on its own schedule; this timer is how often that
 # is looked at.
-@app.timer_trigger(arg_name="timer", schedule="%IMPORT_SYNC_TIMER_SCHEDULE%", run_on_startup=False,
+@app.timer_trigger(arg_name="timer", schedule=SETTINGS.sync_timer_schedule, run_on_startup=False,
                    use_monitor=False)
 def sync_mirrors(timer: func.TimerRequest) -> None:
     service().syncs.tick()
@@ -86,7 +89,7 @@ def run_sync(req: func.HttpRequest) -> func.HttpResponse:
 def eventgrid_events(req: func.HttpRequest) -> func.HttpResponse:
     intake = service().intake
     if req.method == "OPTIONS":
-        return _http(intake.handshake(dict(req.headers)))
+        return _http(intake.handshake(dict(req.headers), dict(req.params)))
     return _http(intake.eventgrid(req.get_body(), dict(req.headers), dict(req.params)))
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py                 # all six scenarios; rewrites BENCHMARKS.md + bench/benchmarks.png
     .venv/bin/python bench/run.py --only 1,2      # some scenarios (the report then holds only those)
-    .venv/bin/python bench/run.py --smoke --out DIR   # tiny sizes, 1 pair: checks the machinery (make test)
+    .venv/bin/python bench/run.py --smoke --out DIR   # tiny sizes, 1 pair: checks the machinery (bench/test_smoke.py)
 
 Everything runs on this machine: the registries (CNCF Distribution), Azurite and the tools are
 started on free loopback ports and removed afterwards. Raw figures go to <out>/results.json.
@@ -69,7 +69,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 pair, no warm-up (for make test)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 pair, no warm-up (make bench, first)")
     parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated scenario numbers (default all)")
     parser.add_argument("--pairs", type=int, help="A/B pairs per timed scenario (default 5; smoke 1)")
     parser.add_argument("--out", type=Path, help="where BENCHMARKS.md and the chart go "

@@ -164,6 +164,9 @@ param syncTimerSchedule string = '0 */1 * * * *'
 @minValue(0)
 param syncMinRemaining int = 10
 
+@description('IMPORT_VERIFY_KEYS: JSON object of the cosign public keys imports may name in verify.keyRefs, {"name": "<PEM>" or "<path of a PEM file in the package>"}; "" = none (README "Signatures and SBOMs"). Public keys, not secrets; may be a Key Vault reference.')
+param verifyKeys string = ''
+
 // ---- scale -------------------------------------------------------------------------------------
 
 @minValue(1)
@@ -301,6 +304,7 @@ var appSettings = union({
   IMPORT_MIRROR_RULES_FILE: mirrorRulesFile
   IMPORT_SYNC_TIMER_SCHEDULE: syncTimerSchedule
   IMPORT_SYNC_MIN_REMAINING: string(syncMinRemaining)
+  IMPORT_VERIFY_KEYS: verifyKeys
   IMPORT_PLAIN_HTTP_REGISTRIES: '' // never in Azure: registries are spoken to over https
   IMPORT_ALLOWED_PRIVATE_HOSTS: allowedPrivateHosts
   IMPORT_PUBLIC_REGISTRIES: publicRegistries

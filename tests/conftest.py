@@ -219,10 +219,10 @@ def app_host_factory(azurite, target_registry, tmp_path):
     """
     import uuid
 
-    import function_app
     from cryptography.fernet import Fernet
 
     from importcore.devhost import DevHost
+    from tests.support.functionapp import index_function_app
 
     # An empty docker config via DOCKER_CONFIG, not REGISTRY_AUTH_FILE: the host exports its env to
     # os.environ, and docker-registry reads REGISTRY_* variables as config overrides (auth.file).
@@ -246,6 +246,8 @@ def app_host_factory(azurite, target_registry, tmp_path):
             "DOCKER_CONFIG": str(docker_config),
             **overrides,
         }
+        # Indexed with this host's settings, as the worker does: the bindings name this host's queue.
+        function_app = index_function_app(env)
         function_app.service.cache_clear()  # the service is built from os.environ on first use
         host = DevHost(function_app.app, host_json=host_json or {"extensions": {"queues": APP_QUEUE_OPTIONS}},
                        env=env, stop_timeout=10)
@@ -259,7 +261,8 @@ def app_host_factory(azurite, target_registry, tmp_path):
     for app in reversed(hosts):
         app.http.close()
         app.host.stop()
-    function_app.service.cache_clear()
+    if "function_app" in sys.modules:
+        sys.modules["function_app"].service.cache_clear()
 
 
 @pytest.fixture

@@ -8,21 +8,33 @@ from pathlib import Path
 import pytest
 
 import function_app
+from importcore.values.settings import Settings
+from tests.support.functionapp import index_function_app
+from tests.test_settings_consistency import readme_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def functions() -> dict[str, dict]:
-    app = function_app.app
+BOUND_SETTINGS = ("IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE")
+
+
+def indexed(env: dict[str, str]) -> dict[str, dict]:
+    """function_app's functions as the worker indexes them with these app settings (the others unset)."""
+    app = index_function_app(env, unset=[s for s in BOUND_SETTINGS if s not in env]).app
     # get_functions() remembers the names it indexed and rejects them on a second call; devhost clears
     # that memory the same way before indexing, so this works whichever ran first.
     if getattr(app, "functions_bindings", None):
         app.functions_bindings = None
-    indexed = {f.get_function_name(): f for f in app.get_functions()}
+    found = {f.get_function_name(): f for f in app.get_functions()}
     app.functions_bindings = None
     return {name: {"json": json.loads(f.get_function_json()), "func": f.get_user_function()}
-            for name, f in indexed.items()}
+            for name, f in found.items()}
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, dict]:
+    """Indexed with none of the settings the bindings use: their documented defaults apply."""
+    return indexed({})
 
 
 def trigger(fn: dict) -> dict:
@@ -72,8 +84,7 @@ def test_http_routes(functions, name, route, methods):
     assert (out["type"], out["name"]) == ("http", "$return")
 
 
-@pytest.mark.parametrize(("name", "queue"), [("run_import", "%IMPORT_QUEUE%"),
-                                             ("poisoned_import", "%IMPORT_QUEUE%-poison")])
+@pytest.mark.parametrize(("name", "queue"), [("run_import", "imports"), ("poisoned_import", "imports-poison")])
 def test_queue_triggers(functions, name, queue):
     t = trigger(functions[name])
     assert (t["type"], t["queueName"], t["connection"], t["direction"]) == (
@@ -81,12 +92,35 @@ def test_queue_triggers(functions, name, queue):
     assert len(functions[name]["json"]["bindings"]) == 1  # no output bindings: the service enqueues itself
 
 
-@pytest.mark.parametrize(("name", "schedule"), [("sweep_imports", "%IMPORT_TIMER_SCHEDULE%"),
-                                                ("sync_mirrors", "%IMPORT_SYNC_TIMER_SCHEDULE%")])
-def test_timer_trigger(functions, name, schedule):
+@pytest.mark.parametrize("name", ["sweep_imports", "sync_mirrors"])
+def test_timer_trigger(functions, name):
     t = trigger(functions[name])
     assert (t["type"], t["schedule"], t["runOnStartup"], t["useMonitor"]) == (
-        "timerTrigger", schedule, False, False)
+        "timerTrigger", "0 */1 * * * *", False, False)
+
+
+def test_the_bindings_follow_the_settings():
+    custom = indexed({"IMPORT_QUEUE": "jobs-x", "IMPORT_TIMER_SCHEDULE": "0 */5 * * * *",
+                      "IMPORT_SYNC_TIMER_SCHEDULE": "30 */2 * * * *"})
+    assert trigger(custom["run_import"])["queueName"] == "jobs-x"
+    assert trigger(custom["poisoned_import"])["queueName"] == "jobs-x-poison"
+    assert trigger(custom["sweep_imports"])["schedule"] == "0 */5 * * * *"
+    assert trigger(custom["sync_mirrors"])["schedule"] == "30 */2 * * * *"
+
+
+def test_the_bindings_hold_the_readme_defaults(functions):
+    """No %SETTING% expression the host would refuse to resolve when that (optional) setting is unset:
+    the bindings carry Settings' values, which are the README's defaults."""
+    assert not re.findall(r"%([^%]+)%", json.dumps([fn["json"] for fn in functions.values()]))
+    table = readme_settings()
+    assert trigger(functions["run_import"])["queueName"] == table["IMPORT_QUEUE"] == Settings().queue_name
+    assert trigger(functions["poisoned_import"])["queueName"] == f"{table['IMPORT_QUEUE']}-poison"
+    assert trigger(functions["sweep_imports"])["schedule"] == table["IMPORT_TIMER_SCHEDULE"] \
+        == Settings().timer_schedule
+    assert trigger(functions["sync_mirrors"])["schedule"] == table["IMPORT_SYNC_TIMER_SCHEDULE"] \
+        == Settings().sync_timer_schedule
+    connections = {trigger(fn).get("connection") for fn in functions.values()} - {None}
+    assert connections == {"AzureWebJobsStorage"} and table["AzureWebJobsStorage"] == "—"  # required, no default
 
 
 def test_host_json_matches_the_app():
@@ -96,11 +130,3 @@ def test_host_json_matches_the_app():
     assert queues["maxDequeueCount"] == function_app.MAX_DEQUEUE
     assert queues["messageEncoding"] == "base64"  # the service sends base64 messages
     assert host["extensions"]["http"]["routePrefix"] == "api"  # Location headers say /api/imports/{id}
-
-
-def test_every_binding_setting_is_documented(functions):
-    values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
-    used = {m for fn in functions.values() for m in re.findall(r"%([^%]+)%", json.dumps(fn["json"]))}
-    used |= {trigger(fn).get("connection") for fn in functions.values()} - {None}
-    assert used == {"IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE", "AzureWebJobsStorage"}
-    assert used <= set(values)

@@ -1,5 +1,5 @@
 """The `python -m importcore import` CLI against real registries: every shape, every target mode,
-blob reuse, usage errors and the --output json contract (DESIGN.md "CLI — flags of az acr import").
+blob reuse, usage errors and the --output json contract (README.md, "CLI — the flags of az acr import").
 
 Most runs are in-process (`importcore.cli.main`) for speed; two run the real module in a
 subprocess to prove the exit codes and that no traceback leaks.
@@ -280,21 +280,52 @@ def test_no_target_registry_is_a_usage_error(capsys, local_env, monkeypatch, sou
     assert "no target registry" in error_line(err)
 
 
-def test_json_output_shape_is_exactly_the_contract(capsys, local_env, source_registry, target_registry,
-                                                   unique_repo):
+def readme_json_example() -> dict:
+    """The object README.md shows under "`--output json` prints one object": the contract scripts rely on."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("`--output json` prints one object:", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    return json.loads(block)
+
+
+def test_json_output_is_the_readme_contract_with_true_counts(capsys, local_env, source_registry, target_registry,
+                                                             unique_repo):
+    contract = readme_json_example()
     with Pusher(source_registry) as p:
-        pushed = push_image(p, unique_repo, "v1", layers=[1000])
-    res = run_json(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1", "--name", target_registry.host)
-    assert set(res) == {"digest", "sourceDigest", "mediaType", "tags", "manifests", "blobs", "bytes"}
-    assert set(res["blobs"]) == {"copied", "skipped", "mounted"}
+        pushed = push_image(p, unique_repo, "v1", layers=[1000], foreign_layers=1)
+    source = f"{source_registry.host}/{unique_repo}:v1"
+    res = run_json(capsys, "--source", source, "--name", target_registry.host)
+    assert list(res) == list(contract) and list(res["blobs"]) == list(contract["blobs"])  # keys, in order
+    assert isinstance(res.pop("seconds"), float)
     assert res == {"digest": pushed.digest, "sourceDigest": pushed.digest, "mediaType": pushed.media_type,
                    "tags": [f"{unique_repo}:v1"],
-                   "manifests": 1, "blobs": {"copied": 2, "skipped": 0, "mounted": 0},
-                   "bytes": pushed.total_blob_bytes}
-    # the same import again: nothing to do, nothing moved
-    again = run_json(capsys, "--source", f"{source_registry.host}/{unique_repo}:v1", "--name", target_registry.host)
-    assert again["digest"] == pushed.digest and again["tags"] == [f"{unique_repo}:v1"]
-    assert again["blobs"] == {"copied": 0, "skipped": 0, "mounted": 0} and again["bytes"] == 0
+                   "repositories": [unique_repo], "manifests": 1, "blobs": {"copied": 2, "skipped": 0, "mounted": 0},
+                   "bytes": pushed.total_blob_bytes, "foreignLayersSkipped": 1}
+    # The same import again: nothing moves, and the counts still describe the image.
+    again = run_json(capsys, "--source", source, "--name", target_registry.host)
+    assert list(again) == list(contract)
+    assert isinstance(again.pop("seconds"), float)
+    assert again == {"digest": pushed.digest, "sourceDigest": pushed.digest, "mediaType": pushed.media_type,
+                     "tags": [f"{unique_repo}:v1"],
+                     "repositories": [unique_repo], "manifests": 1,
+                     "blobs": {"copied": 0, "skipped": 2, "mounted": 0}, "bytes": 0, "foreignLayersSkipped": 1}
+
+
+def test_a_no_op_reimport_counts_what_is_already_there(capsys, local_env, source_registry, target_registry,
+                                                       unique_repo):
+    with Pusher(source_registry) as p:
+        pushed = push_index(p, unique_repo, "v1")
+    args = ("--source", f"{source_registry.host}/{unique_repo}:v1", "--name", target_registry.host,
+            "--image", f"{unique_repo}/a:v1", "--image", f"{unique_repo}/b:v1")
+    first = run_json(capsys, *args)
+    assert (first["manifests"], first["bytes"]) == (3, pushed.total_blob_bytes)
+    assert first["blobs"] == {"copied": len(pushed.blobs), "skipped": 0, "mounted": len(pushed.blobs)}
+    again = run_json(capsys, *args)
+    assert again["repositories"] == [f"{unique_repo}/a", f"{unique_repo}/b"]
+    assert (again["manifests"], again["bytes"], again["foreignLayersSkipped"]) == (3, 0, 0)
+    assert again["blobs"] == {"copied": 0, "skipped": 2 * len(pushed.blobs), "mounted": 0}
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0 and err == ""
+    assert f"3 manifest(s), blobs: 0 copied, 0 mounted, {2 * len(pushed.blobs)} skipped, 0 bytes" in out
 
 
 # ---- the real process ---------------------------------------------------------------------------
@@ -343,7 +374,7 @@ def test_serve_forwards_every_flag_it_takes(monkeypatch):
     import importcore.devhost
 
     calls = []
-    monkeypatch.setattr(importcore.devhost, "serve", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(importcore.devhost, "run", lambda **kw: calls.append(kw) or 0)
     assert main(["serve"]) == 0
     assert main(["serve", "--port", "7072", "--host", "0.0.0.0", "--app", "other_app", "--host-json", "h.json"]) == 0
     assert calls == [{"port": 7071, "host": "127.0.0.1", "app_module": "function_app", "host_json": None},

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import socket
+import threading
 import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -209,3 +211,70 @@ def test_route_templates_prefer_literals():
     assert found("/api/files/a/b%20c") == ("any", {"path": "a/b c"})
     assert found("/api/tags") == ("opt", {}) and found("/api/tags/x") == ("opt", {"tag": "x"})
     assert router.find("/api/tags", "POST")[2] == {"GET"} and found("/other/files/1") is None
+
+
+def test_a_burst_of_new_connections_is_served_not_reset(make_host):
+    """Clients that connect at the same moment wait in the listen backlog; none is reset."""
+    host = make_host()
+    clients, rounds = 48, 2
+    start = threading.Barrier(clients)
+    answers: list[object] = []
+
+    def submit(n: int) -> None:
+        start.wait(timeout=30)
+        for i in range(rounds):
+            try:  # a new connection per request, as from many independent clients
+                with httpx.Client(timeout=60) as client:
+                    answers.append(client.post(f"{host.url}/api/items", content=f"{n}-{i}".encode()).status_code)
+            except httpx.TransportError as exc:
+                answers.append(repr(exc))
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert answers == [202] * (clients * rounds)
+
+
+def _raw_exchange(host: DevHost, request: bytes) -> list[bytes]:
+    """Send raw bytes on one connection and read until the server closes it (or 5 s of silence)."""
+    with socket.create_connection(("127.0.0.1", int(host.url.rsplit(":", 1)[1])), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            received += b"<still open>"
+    return [line for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")] + (
+        [b"<still open>"] if received.endswith(b"<still open>") else [])
+
+
+SMUGGLED = b"GET /api/items/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing", [
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",  # a chunk size that is not hex
+    b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcdXY",  # no CRLF after the chunk's data
+    b"Content-Length: ten\r\n\r\n",
+    b"Content-Length: -5\r\n\r\n",
+    b"Content-Length: 3\r\nContent-Length: 40\r\n\r\n",  # two different lengths
+], ids=["chunk-size", "chunk-end", "length-not-a-number", "length-negative", "length-twice"])
+def test_a_body_that_cannot_be_framed_closes_the_connection(make_host, framing):
+    """400, then the connection is closed: what follows is never parsed as another request."""
+    host = make_host()
+    statuses = _raw_exchange(host, b"POST /api/items HTTP/1.1\r\nHost: x\r\n" + framing + SMUGGLED)
+    assert statuses == [b"HTTP/1.1 400 Bad Request"]
+    assert sample_app.attempts == [] and sample_app.processed == []
+
+
+def test_well_framed_bodies_keep_the_connection(make_host):
+    host = make_host()
+    chunked = (b"POST /api/items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    sized = b"POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nfg"
+    last = b"GET /api/items/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    statuses = _raw_exchange(host, chunked + sized + last)  # three requests on one connection
+    assert statuses == [b"HTTP/1.1 202 Accepted", b"HTTP/1.1 202 Accepted", b"HTTP/1.1 200 OK"]
+    wait_until(lambda: sorted(sample_app.processed) == ["abcde", "fg"])

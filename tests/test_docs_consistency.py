@@ -31,3 +31,35 @@ def test_every_test_security_md_names_exists():
     missing = [f"{file}::{name}" for file, name in named
                if not (ROOT / file).exists() or name not in _functions(ROOT / file)]
     assert missing == []
+
+
+# What someone with only this repository cannot look up: issue numbers, design and style documents
+# kept elsewhere, a sibling "shared" checkout. The code and docs must explain themselves instead.
+_OUTSIDE_REFERENCES = [
+    re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE),  # "issue 4", "issue #12"
+    re.compile(r"\b(?:DESIGN|STYLE)\b"),  # "DESIGN.md's contract", "STYLE.md rule 7"
+    re.compile(r"(?<![\w.-])(?:\.\./)?shared/"),  # "../shared/..."
+]
+_SCANNED = ["importcore", "tests", "bench", "scripts", "docs", "infra", "function_app.py", "host.json", "Makefile",
+            "local.settings.json.example", "*.md"]
+
+
+def _scanned_files() -> list[Path]:
+    files: list[Path] = []
+    for entry in _SCANNED:
+        for path in sorted(ROOT.glob(entry)):
+            files += [path] if path.is_file() else [p for p in sorted(path.rglob("*")) if p.is_file()]
+    this = Path(__file__).resolve()
+    return [p for p in files if p.resolve() != this and "__pycache__" not in p.parts
+            and p.suffix not in (".png", ".pyc")]
+
+
+def test_nothing_cites_what_is_not_in_the_repository():
+    files = _scanned_files()
+    assert len(files) > 100 and ROOT / "README.md" in files and ROOT / "importcore" / "net" / "retry.py" in files
+    found = []
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            found += [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+                      for pattern in _OUTSIDE_REFERENCES if pattern.search(line)]
+    assert found == [], "reword these so they explain themselves:\n" + "\n".join(found)

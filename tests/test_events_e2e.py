@@ -3,12 +3,17 @@ webhook deliveries through the real function_app on the local host, against Azur
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from importcore.service.sweeper import sweep
 from tests.support.images import Pusher, push_index
 from tests.support.skopeo import skopeo_copy, skopeo_digest
 
@@ -79,7 +84,7 @@ def test_eventgrid_validation_handshake_and_push(app_host_factory, source_regist
     assert r.status_code == 200
     assert r.json() == {"validationResponse": validation[0]["data"]["validationCode"]}
 
-    r = app.http.options("/api/events", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    r = app.http.options(f"/api/events?token={SECRET}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
     assert r.status_code == 200 and r.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
 
     with Pusher(source_registry) as pusher:
@@ -122,6 +127,68 @@ def test_unauthenticated_deliveries_are_refused_and_nothing_is_queued(app_host_f
     assert app.peek() == [] and jobs_in(app) == []
 
 
+@pytest.mark.parametrize("query", ["", "?token=wrong-token-0123456789", f"?token={SECRET[:-1]}"],
+                         ids=["missing", "wrong", "truncated"])
+def test_cloudevents_handshake_needs_the_secret_too(app_host_factory, source_registry, tmp_path, query):
+    """The OPTIONS handshake subscribes the endpoint: without the secret it is refused like a delivery."""
+    app = app_host_factory(**events_env(tmp_path, source_registry.host))
+    r = app.http.options(f"/api/events{query}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert r.status_code == 401, r.text
+    assert "webhook-allowed-origin" not in r.headers
+    assert r.json()["error"]["code"] == "Unauthorized" and SECRET not in r.text
+    ok = app.http.options("/api/events", headers={"WebHook-Request-Origin": "eventgrid.azure.net",
+                                                  "X-Webhook-Secret": SECRET})  # the header works as for deliveries
+    assert ok.status_code == 200 and ok.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+
+
+def test_cloudevents_handshake_is_refused_when_no_secret_is_configured(app_host_factory, source_registry, tmp_path):
+    env = events_env(tmp_path, source_registry.host)
+    del env["IMPORT_EVENTGRID_SECRET"]
+    app = app_host_factory(**env)
+    r = app.http.options(f"/api/events?token={SECRET}", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert r.status_code == 401 and "webhook-allowed-origin" not in r.headers
+    assert "IMPORT_EVENTGRID_SECRET" in r.json()["error"]["message"]
+
+
+def test_the_same_event_delivered_twice_at_once_is_one_job(app_host_factory, tmp_path):
+    """Event Grid may deliver one event twice at the same moment: both deliveries get the same job."""
+    app = app_host_factory(**events_env(tmp_path, "registry.example.com"),
+                           **{"AzureWebJobs.run_import.Disabled": "true"})
+    pairs = 16
+    answers: list[list[dict]] = [[] for _ in range(pairs)]
+    clients = [httpx.Client(base_url=app.url, timeout=30) for _ in range(2)]
+
+    def deliver(pair: int, client: httpx.Client, barrier: threading.Barrier, event: list) -> None:
+        barrier.wait(timeout=30)
+        r = client.post(f"/api/events?token={SECRET}", json=event, headers={"aeg-event-type": "Notification"})
+        assert r.status_code == 200, r.text
+        answers[pair] += r.json()["jobs"]
+
+    try:
+        for pair in range(pairs):
+            event = json.loads((FIXTURES / "eventgrid_imagepushed.json").read_text())
+            event[0]["data"]["target"].update(repository="team/app", tag=f"1.{pair}",
+                                              digest="sha256:" + f"{pair:x}" * 64)
+            event[0]["data"]["request"]["host"] = "registry.example.com"
+            barrier = threading.Barrier(2)
+            threads = [threading.Thread(target=deliver, args=(pair, client, barrier, event)) for client in clients]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+    finally:
+        for client in clients:
+            client.close()
+    for pair, jobs in enumerate(answers):
+        assert len(jobs) == 2 and jobs[0]["id"] == jobs[1]["id"], f"pair {pair}: {jobs}"
+        assert sorted(job["duplicate"] for job in jobs) == [False, True], f"pair {pair}: {jobs}"
+    records = jobs_in(app)
+    assert len(records) == pairs and {r["RowKey"] for r in records} == {jobs[0]["id"] for jobs in answers}
+    assert len(app.peek()) == pairs  # one message per job
+    lanes = [e for e in app.entities() if e["PartitionKey"].startswith("lane-")]
+    assert sorted(e["jobId"] for e in lanes) == sorted(r["RowKey"] for r in records)  # one lane row per job
+
+
 def test_malformed_and_unmatched_deliveries(app_host_factory, source_registry, tmp_path):
     app = app_host_factory(**events_env(tmp_path, "registry.nowhere.example"))
     bad = app.http.post("/api/webhooks/distribution", content=b"{not json",
@@ -157,7 +224,11 @@ def test_new_digest_for_a_busy_tag_waits_for_the_older_import(app_host_factory, 
     assert svc.process_message(message(ids[1])) == "waiting"  # the older import of this tag has not run yet
     assert svc.process_message(message(ids[0])) == "succeeded"
     assert svc.process_message(message(ids[1])) == "not-due"  # a stray redelivery does not jump its wait
-    time.sleep(5.2)  # the newer one's wait passes; the timer re-enqueues it
-    assert svc.sweep()["requeued"] == 1
+    # The timer, run at given moments instead of waiting for them: not before the wait is over, then
+    # exactly once it is.
+    due = dt.datetime.fromisoformat(app.status(ids[1])["nextAttemptAt"])
+    timer = functools.partial(sweep, svc.settings, svc.store, svc.queue, svc.worker)
+    assert timer(now=due - dt.timedelta(milliseconds=1))["requeued"] == 0
+    assert timer(now=due)["requeued"] == 1
     assert svc.process_message(message(ids[1])) == "succeeded"
     assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:live") == new.digest

@@ -1,4 +1,4 @@
-"""Service-level resilience (issue 4) beyond test_worker.py: a worker killed after K blobs, the host's
+"""Service-level resilience beyond test_worker.py: a worker killed after K blobs, the host's
 function timeout, and Docker Hub's realities (HEAD before GET, 429 with RateLimit-* headers), through
 function_app on devhost against Azurite, real registries and the fault proxy."""
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import threading
 import time
@@ -159,9 +160,11 @@ def test_transient_failure_is_retried_by_the_timer(app_host_factory, registry_fa
 
     with mock.patch("tests.support.registries.free_port", return_value=port):
         source.start()  # same port, same storage: the registry is back
-    assert app.service().sweep() == ZERO or utcnow() >= next_at  # not due yet (unless the machine is slow)
-    wait_until(lambda: utcnow() > next_at, what="backoff elapsed")
-    app.host.run_timer("sweep_imports")
+    # The timer at given moments instead of waiting for them: not due a moment before, due at next_at.
+    svc = app.service()
+    timer = functools.partial(sweep, svc.settings, svc.store, svc.queue, svc.worker)
+    assert timer(now=next_at - dt.timedelta(milliseconds=1)) == ZERO
+    assert timer(now=next_at) == dict(ZERO, requeued=1)  # the message the host's queue trigger now takes
 
     done = app.wait_for(job_id)
     assert (done["status"], done["attempts"], done["error"]) == ("Succeeded", 2, None)
@@ -229,14 +232,14 @@ def test_permanent_failure_is_not_retried(app_host_factory, source_registry, uni
     assert (failed["status"], failed["attempts"]) == ("Failed", 1)
     assert failed["error"]["code"] == "NotFound" and failed["error"]["retryable"] is False
     assert unique_repo in failed["error"]["message"]
-    time.sleep(1.5)  # longer than any backoff this host would use
-    app.host.run_timer("sweep_imports")
-    assert app.service().sweep() == ZERO
-    time.sleep(0.3)
-    assert app.peek() == [] and len(calls) == 1
+    app.host.run_timer("sweep_imports")  # the timer as the host fires it, now
+    # ... and at moments past any backoff: the longest is MAX_BACKOFF (30 min), a day is well beyond.
+    svc = app.service()
+    for later in (dt.timedelta(seconds=2), dt.timedelta(hours=1), dt.timedelta(days=1)):
+        assert sweep(svc.settings, svc.store, svc.queue, svc.worker, now=utcnow() + later) == ZERO
+    assert app.peek() == [] and len(calls) == 1  # nothing was sent, so nothing can run again
     assert app.status(job_id)["attempts"] == 1
     # Past its time to live the finished record expires.
-    svc = app.service()
     later = utcnow() + dt.timedelta(days=svc.settings.job_ttl_days, hours=1)
     assert sweep(svc.settings, svc.store, svc.queue, svc.worker, now=later)["expired"] == 1
     assert app.http.get(f"/api/imports/{job_id}").status_code == 404

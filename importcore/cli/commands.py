@@ -44,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
                      "a new index of just those platforms")
     imp.add_argument("--copy-foreign-layers", action="store_true",
                      help="also copy non-distributable (foreign) layers")
+    imp.add_argument("--include-referrers", action="store_true",
+                     help="also copy the signatures, SBOMs and attestations attached to what is imported")
+    imp.add_argument("--referrers-artifact-type", action="append", default=[], metavar="TYPE",
+                     help="with --include-referrers: only referrers of this artifact type (repeatable)")
+    imp.add_argument("--verify-key", action="append", default=[], metavar="FILE",
+                     help="a cosign public key (PEM); the source must carry a valid signature by one of the keys "
+                     "given before anything is tagged (repeatable: any one suffices)")
+    imp.add_argument("--verify-key-ref", action="append", default=[], metavar="NAME",
+                     help="like --verify-key, a key named in IMPORT_VERIFY_KEYS (repeatable)")
     imp.add_argument("--output", "-o", choices=("text", "json"), default="text")
     sync_command.add_parser(sub)
     serve = sub.add_parser("serve", help="run function_app.py's functions locally against Azurite")
@@ -79,9 +88,36 @@ def _request(args: argparse.Namespace, settings: Settings) -> ImportRequest:
         credential=credential,
         copy_foreign=args.copy_foreign_layers,
         source_resource_id=resource_id,
+        include_referrers=args.include_referrers,
+        referrer_types=_referrer_types(args),
+        verify_keys=tuple((path, _read_key(path)) for path in args.verify_key),
+        verify_key_refs=tuple(args.verify_key_ref),
     )
     check_targets(request.targets, request.target_registry, field="target")
     return request
+
+
+def _referrer_types(args: argparse.Namespace) -> tuple[str, ...]:
+    types = tuple(dict.fromkeys(t.strip() for t in args.referrers_artifact_type))
+    if types and not args.include_referrers:
+        raise UsageError("--referrers-artifact-type needs --include-referrers")
+    if any(not t or len(t) > 255 or any(c.isspace() for c in t) for t in types):
+        raise UsageError("--referrers-artifact-type: an artifact type is a media type, e.g. application/spdx+json")
+    return types
+
+
+def _read_key(path: str) -> str:
+    """The PEM of a --verify-key file, checked now (a bad key is a usage error, exit 2)."""
+    from ..values.cosign import load_public_key
+
+    try:
+        with open(path, encoding="ascii") as f:
+            pem = f.read(64 * 1024)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--verify-key {path}: cannot read it ({getattr(exc, 'strerror', None) or 'not a text file'})"
+                         ) from None
+    load_public_key(pem, name=path, target="--verify-key")
+    return pem
 
 
 def _platforms(texts: list[str]) -> tuple[Platform, ...]:
@@ -105,21 +141,26 @@ def _text(result: ImportResult, request: ImportRequest) -> str:
     untagged = [f"{t.repository}@{result.digest}" for t in request.targets if t.tag is None]
     where = ", ".join(result.tags + untagged)
     picked = f", from source index {result.source_digest}" if result.source_digest not in ("", result.digest) else ""
-    return (f"imported {request.source} -> {request.target_registry}: {where}\n"
-            f"digest {result.digest} ({result.media_type}{picked}), {result.manifests} manifest(s), blobs: "
-            f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
-            f"{result.bytes} bytes in {result.seconds:.2f}s")
-
-
-# The --output json contract (README), exactly: scripts parse these keys. `sourceDigest` is what the source
-# reference resolved to; it differs from `digest` when --platform picked an image or a subset out of an index.
-# ImportResult.to_dict() carries more (repositories, timings) for the job record; the CLI prints only these.
-_JSON_KEYS = ("digest", "sourceDigest", "mediaType", "tags", "manifests", "blobs", "bytes")
+    lines = [f"imported {request.source} -> {request.target_registry}: {where}",
+             f"digest {result.digest} ({result.media_type}{picked}), {result.manifests} manifest(s), blobs: "
+             f"{result.copied} copied, {result.mounted} mounted, {result.skipped} skipped, "
+             f"{result.bytes} bytes in {result.seconds:.2f}s"]
+    if result.verified:
+        v = result.verified
+        signature = v["signature"].get("tag") or v["signature"]["manifest"]
+        lines.append(f"verified: {v['signature']['format']} signature {signature} by key {v['key']} "
+                     f"({v['keyFingerprint']})")
+    if result.referrers is not None:
+        r = result.referrers
+        lines.append(f"referrers: {r['found']} found, {r['copied']} copied, {r['present']} already there")
+    return "\n".join(lines)
 
 
 def _json(result: ImportResult) -> str:
-    data = result.to_dict()
-    return json.dumps({key: data[key] for key in _JSON_KEYS})
+    # The object README.md documents under "--output json" (scripts parse it): the same keys, in the
+    # same order, as a job's `result` in GET /api/imports/{id}; `referrers` and `verified` only when
+    # --include-referrers / --verify-key asked for them.
+    return json.dumps(result.to_dict())
 
 
 def _guarded(command) -> int:
@@ -143,8 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .. import devhost  # the local Functions host is a shell too; imported only when asked
 
-        devhost.serve(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
-        return 0
+        return devhost.run(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
     if args.command == "sync":
         return _guarded(lambda: sync_command.run(args))
     from ..engine.runner import run_request

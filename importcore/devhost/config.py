@@ -25,10 +25,13 @@ def storage_connection(name: str | None, settings: Mapping[str, str], *, what: s
     """The connection string a binding's `connection` names (default AzureWebJobsStorage)."""
     name = name or "AzureWebJobsStorage"
     # The host also accepts the name with an AzureWebJobs prefix (connection="Storage" -> AzureWebJobsStorage).
-    for candidate in (name, f"AzureWebJobs{name}"):
+    candidates = (name,) if name.startswith("AzureWebJobs") else (name, f"AzureWebJobs{name}")
+    for candidate in candidates:
         if settings.get(candidate):
             return settings[candidate]
-    raise ConfigError(f"{what}: connection '{name}' is not set (looked for app settings {name}, AzureWebJobs{name})")
+    raise ConfigError(f"{what}: storage connection '{name}' is not set: set the app setting "
+                      f"{' or '.join(candidates)} (in local.settings.json's Values or the environment; "
+                      "UseDevelopmentStorage=true for Azurite on its default ports)")
 
 
 def timespan(value: object, *, what: str) -> float:

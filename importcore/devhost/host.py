@@ -14,6 +14,7 @@ from typing import Any
 
 from azure.functions.queue import QueueMessage
 
+from ..values.errors import ImporterError
 from .config import HostConfig
 from .functions import FunctionSpec, Invoker, load_functions
 from .queues import QueueListener, Queues
@@ -74,14 +75,22 @@ class DevHost:
         for key, value in self._env.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
-        self.invoker.start()
-        self._server = make_server(self, self._bind, self._port)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                         name="devhost-http", daemon=True).start()
-        for listener in self._listeners:
-            listener.start()
-        for timer in self._timers.values():
-            timer.start()
+        try:
+            self.invoker.start()
+            try:
+                self._server = make_server(self, self._bind, self._port)
+            except OSError as exc:
+                raise ImporterError(f"cannot listen on {self._bind}:{self._port}: {exc.strerror or exc} "
+                                    "(is another host running? choose another with --port)") from None
+            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                             name="devhost-http", daemon=True).start()
+            for listener in self._listeners:
+                listener.start()
+            for timer in self._timers.values():
+                timer.start()
+        except BaseException:
+            self.stop(timeout=0)  # what did start stops again; the environment is restored
+            raise
         self._log_functions()
         return self
 

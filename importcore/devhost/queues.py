@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.functions.queue import QueueMessage  # the concrete class the Python worker builds
 from azure.storage.queue import LinearRetry, QueueClient
 
+from ..values.errors import TransportError
 from .config import QueueOptions
 from .functions import FunctionSpec, Invoker
 
@@ -38,6 +39,20 @@ def decode(content: str, encoding: str) -> bytes:
         raise ValueError(f"not valid base64: {exc}") from None
 
 
+def _storage_failure(exc: Exception) -> str:
+    """What went wrong, in a few words: the SDK's messages run to object reprs and request ids."""
+    if isinstance(exc, HttpResponseError) and exc.status_code:
+        code = getattr(exc, "error_code", None)  # the storage SDKs add it to azure-core's error at run time
+        return f"{exc.status_code} {code or exc.reason or ''}".strip() + " (check the account name and key)"
+    text = str(exc)
+    for words, say in (("refused", "connection refused (is Azurite or the storage account running and reachable?)"),
+                       ("Name or service not known", "the host name does not resolve"),
+                       ("timed out", "timed out")):
+        if words in text:
+            return say
+    return f"{exc.__class__.__name__}: {text.splitlines()[0][:200] if text else 'no detail'}"
+
+
 class Queues:
     """QueueClients per (connection string, queue), each queue created once on first use."""
 
@@ -60,13 +75,18 @@ class Queues:
             return self._clients[key]
 
     def ensure(self, connection: str, queue: str) -> QueueClient:
-        """The client, after creating the queue if it does not exist."""
+        """The client, after creating the queue if it does not exist; TransportError when the storage
+        account cannot be reached or refuses (named by its endpoint, never by its key)."""
         client = self.client(connection, queue)
         if (connection, queue) not in self._created:
             try:
                 client.create_queue()
             except ResourceExistsError:
                 pass
+            except AzureError as exc:
+                endpoint = f"{client.scheme}://{client.primary_hostname}"
+                raise TransportError(f"cannot create queue '{queue}' at {endpoint} (storage connection "
+                                     f"AzureWebJobsStorage): {_storage_failure(exc)}") from None
             self._created.add((connection, queue))
         return client
 

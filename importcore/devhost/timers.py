@@ -50,7 +50,10 @@ class TimerRunner:
     def __init__(self, spec: FunctionSpec, invoker: Invoker) -> None:
         """Parse the (already %SETTING%-resolved) schedule."""
         self.spec, self._invoker = spec, invoker
-        self.schedule = Schedule(str(spec.trigger["schedule"]))
+        try:
+            self.schedule = Schedule(str(spec.trigger["schedule"]))
+        except ConfigError as exc:
+            raise ConfigError(f"function '{spec.name}': {exc}") from None
         self.run_on_startup = bool(spec.trigger.get("runOnStartup", False))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"devhost-timer-{spec.name}", daemon=True)

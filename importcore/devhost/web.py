@@ -5,6 +5,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -126,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the rest of the body is unread
             return self._json(413, "PayloadTooLarge", str(exc))
         except ValueError as exc:
+            # Where this body ends is unknown, so whatever follows it cannot be taken for the next
+            # request (that would let a body smuggle one in): answer, then close the connection.
+            self.close_connection = True
             return self._json(400, "BadRequest", f"unreadable request body: {exc}")
         if path.rstrip("/") == "" and self.command in ("GET", "HEAD"):
             return self._send(200, {"content-type": "text/plain; charset=utf-8"}, b"Your devhost is running.\n")
@@ -178,21 +182,51 @@ class Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), key.encode())
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            chunks, total = [], 0
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                total += size
-                if total > MAX_BODY:
-                    raise _TooLarge("request body too large")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():  # trailers
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("content-length") or 0)
+        """The body as its framing says; ValueError for any framing that cannot be trusted."""
+        encodings = self.headers.get_all("transfer-encoding") or []
+        lengths = {v.strip() for v in self.headers.get_all("content-length") or []}
+        if encodings:
+            if lengths:
+                raise ValueError("both Transfer-Encoding and Content-Length")
+            if ",".join(encodings).strip().lower() != "chunked":
+                raise ValueError(f"unsupported Transfer-Encoding {','.join(encodings)[:40]!r}")
+            return self._read_chunked()
+        if not lengths:
+            return b""
+        (length_text,) = lengths if len(lengths) == 1 else (None,)
+        if length_text is None or not (length_text.isascii() and length_text.isdigit()):
+            raise ValueError("Content-Length is not one non-negative number")
+        length = int(length_text)
         if length > MAX_BODY:
             raise _TooLarge("request body too large")
-        return self.rfile.read(length) if length > 0 else b""
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise ValueError("the body ended before its Content-Length")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        chunks, total = [], 0
+        for _ in range(MAX_BODY):  # each chunk holds at least one byte: bounded by MAX_BODY
+            line = self.rfile.readline(1024).split(b";")[0].strip()
+            if not line or line.strip(b"0123456789abcdefABCDEF"):
+                raise ValueError("a chunk size is not hexadecimal")
+            size = int(line, 16)
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY:
+                raise _TooLarge("request body too large")
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) != b"\r\n":
+                raise ValueError("a chunk is shorter than its size or not followed by CRLF")
+            chunks.append(chunk)
+        for _ in range(100):  # trailer fields, up to the empty line
+            line = self.rfile.readline(8192)
+            if line in (b"\r\n", b"\n"):
+                return b"".join(chunks)
+            if not line:
+                break
+        raise ValueError("the chunked body does not end with an empty line")
 
     def _headers(self) -> dict[str, str]:
         merged: dict[str, str] = {}
@@ -249,6 +283,9 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     devhost: Any = None  # the DevHost whose functions the handlers call (set by make_server)
+    # socketserver's default listen backlog is 5: a burst of new connections overflowed it and
+    # clients were reset. Let them wait in the kernel's queue instead (capped at net.core.somaxconn).
+    request_queue_size = socket.SOMAXCONN
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A dropped connection is the client's business (DEBUG); anything else is a devhost bug (ERROR)."""

@@ -5,14 +5,14 @@ then PUT ?digest= without a body, the way skopeo (containers/image) and go-conta
 The last chunk is only sent once size and digest are verified, so a corrupt or oversized source
 never completes an upload; the registry verifies the digest again on the PUT.
 
-Faults (issue 4, "Resumption"):
+Faults, and how each is resumed:
 - The source download breaks off: reconnect with `Range: bytes=<sent>-` and keep feeding the same
   hash and the same PATCH body (206), or drop the bytes already sent from a 200 (no range support);
   at most MAX_RECONNECTS times per attempt, and only after a connection brought new bytes.
-- Anything else fails the attempt, and attempts() retries the whole transfer as a unit (STYLE.md
-  rule 7). A session already holding bytes is resumed where the registry says it stands
-  (GET <location> -> Range) when that is where our hash stands; any other session is cancelled
-  (DELETE) and a new one opened.
+- Anything else fails the attempt, and attempts() retries the whole transfer as a unit (one layer
+  retries, never nested: net/retry.py). A session already holding bytes is resumed where the
+  registry says it stands (GET <location> -> Range) when that is where our hash stands; any other
+  session is cancelled (DELETE) and a new one opened.
 
 Why one PATCH whose body we end ourselves, rather than a monolithic PUT: Distribution signs the
 session's offset into the Location's `_state` and refuses every request whose offset differs from

@@ -5,7 +5,7 @@ manifests by digest, the top manifest, and only then the tags.
 
 With a `deadline` (the function host's timeout, less a margin) no blob transfer starts after it:
 the blobs in flight finish, then DeadlineReached says "retry me", and the next attempt skips every
-blob the target already has (issue 4, "host timeouts").
+blob the target already has.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .blobcopy import BlobOutcome, SessionHook, copy_blob
 from ..values.errors import ConflictError, DeadlineReached
 from ..values.media import Descriptor, Platform
 from .plan import Limits, Plan, plan_import
+from .referrers import ReferrerOptions, check_no_conflict, copy_referrers, discover_referrers
+from .verify import VerifyPolicy, require_signature
 from ..values.reference import Reference, TargetSpec
 from ..registry.client import RegistryClient
 
@@ -35,6 +37,8 @@ class CopyOptions:
     copy_foreign: bool = False
     limits: Limits = Limits()
     concurrency: int = 4
+    referrers: ReferrerOptions | None = None  # copy signatures, SBOMs, attestations (engine/referrers.py)
+    verify: VerifyPolicy | None = None  # require a signature before anything is copied (engine/verify.py)
 
 
 @dataclass
@@ -66,14 +70,18 @@ class ImportResult:
     bytes: int = 0
     foreign_skipped: int = 0
     seconds: float = 0.0
+    referrers: dict | None = None  # with CopyOptions.referrers: ReferrerStats.to_dict()
+    verified: dict | None = None  # with CopyOptions.verify: which key verified which signature
 
     def to_dict(self) -> dict:
-        return {"digest": self.digest, "sourceDigest": self.source_digest or self.digest,
-                "mediaType": self.media_type, "tags": self.tags,
-                "repositories": self.repositories, "manifests": self.manifests,
-                "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
-                "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
-                "seconds": round(self.seconds, 3)}
+        out = {"digest": self.digest, "sourceDigest": self.source_digest or self.digest,
+               "mediaType": self.media_type, "tags": self.tags,
+               "repositories": self.repositories, "manifests": self.manifests,
+               "blobs": {"copied": self.copied, "skipped": self.skipped, "mounted": self.mounted},
+               "bytes": self.bytes, "foreignLayersSkipped": self.foreign_skipped,
+               "seconds": round(self.seconds, 3)}
+        out.update({k: v for k, v in (("referrers", self.referrers), ("verified", self.verified)) if v is not None})
+        return out
 
 
 def copy_image(*, source: RegistryClient, ref: Reference, target: RegistryClient, targets: list[TargetSpec],
@@ -101,27 +109,40 @@ class _ImageCopy:
 
     def run(self, ref: Reference) -> ImportResult:
         self._report()
-        if not self.options.platforms:
-            # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
+        options = self.options
+        # Cheapest path first: HEADs only (no Docker Hub pull is spent) when the target already has it.
+        # Verification and referrers need the source's signatures and attachments, so not for them.
+        if not options.platforms and options.referrers is None and options.verify is None:
             resolved = self.source.manifest_head(ref.repository, ref.ref)
             if resolved is not None and _all_present(self.target, self.targets, resolved[0]):
-                self.result.digest = self.result.source_digest = resolved[0]
-                self.result.media_type = resolved[1].split(";")[0]
+                _count_present(self.target, resolved[0], options, self.result)
+                self.result.source_digest = self.result.digest
                 return self._done(already_there=True)
             if resolved is not None and ref.digest is None and resolved[0].startswith("sha256:"):
                 # Fetch what the HEAD named, by digest: the bytes are then verified against it, and a tag
                 # moved in between cannot make the NoForce check and the copy disagree.
                 ref = Reference(ref.registry, ref.repository, ref.tag, resolved[0])
-        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency), thread_name_prefix="blob") as pool:
-            plan = plan_import(self.source, ref, platforms=self.options.platforms, limits=self.options.limits,
-                               copy_foreign=self.options.copy_foreign, pool=pool)
+        with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="blob") as pool:
+            plan = plan_import(self.source, ref, platforms=options.platforms, limits=options.limits,
+                               copy_foreign=options.copy_foreign, pool=pool)
             self._describe(plan)
-            if self.options.platforms and _all_present(self.target, self.targets, plan.top.digest):
+            if options.verify is not None:  # before anything is copied or tagged
+                self.result.verified = require_signature(self.source, plan, options.verify).to_dict()
+            found = None if options.referrers is None else discover_referrers(
+                self.source, plan.source, [m.digest for m in plan.manifests], options.referrers, options.limits,
+                copy_foreign=options.copy_foreign)
+            if options.platforms and found is None and _all_present(self.target, self.targets, plan.top.digest):
                 # What the platforms pick (a subset index is deterministic) is already in place: nothing to write.
                 return self._done(already_there=True)
-            if not self.options.force:
+            if not options.force:
                 _check_no_conflict(self.target, self.targets, plan.top.digest)
+                if found is not None:
+                    check_no_conflict(found, self.target, self.result.repositories)
             self._copy_repositories(plan, pool)
+            if found is not None:  # the signatures are in place before the tags move
+                self.result.referrers = copy_referrers(
+                    found, top=plan.top, source=self.source, source_repo=plan.source.repository, target=self.target,
+                    repositories=self.result.repositories, on_session=self.on_session).to_dict()
             self._tag(plan)
         return self._done(already_there=False)
 
@@ -244,6 +265,19 @@ class _ImageCopy:
                     self.result.skipped += 1
                 self.progress.bytes_done += blob.size  # skipped or mounted: done without transfer
         self._report()
+
+
+def _count_present(target: RegistryClient, digest: str, options: CopyOptions, result: ImportResult) -> None:
+    """Nothing to copy: count the image as it is, walking its manifests in the target (which holds them
+    all, each verified by digest), so a re-import still reports true counts yet costs the source HEADs only."""
+    # The target is trusted and nothing is transferred: the manifest limit still bounds the walk, the
+    # public layer-size limit (a limit on transfers) does not apply.
+    limits = Limits(max_manifests=options.limits.max_manifests)
+    plan = plan_import(target, Reference(target.registry, result.repositories[0], None, digest),
+                       limits=limits, copy_foreign=options.copy_foreign)
+    result.digest, result.media_type = plan.top.digest, plan.top.media_type
+    result.manifests, result.foreign_skipped = len(plan.manifests), len(plan.foreign)
+    result.skipped = len(plan.blobs) * len(result.repositories)
 
 
 def _all_present(target: RegistryClient, targets: list[TargetSpec], digest: str) -> bool:

@@ -12,7 +12,7 @@ from ..values.media import Descriptor, Manifest, Platform
 from ..values.reference import Reference
 from ..registry.client import RegistryClient
 
-__all__ = ["Limits", "Plan", "plan_import"]
+__all__ = ["Limits", "Plan", "plan_import", "plan_manifest"]
 
 MAX_INDEX_DEPTH = 4  # indexes of indexes exist (attestations, nested platforms); deeper is hostile
 
@@ -55,6 +55,14 @@ def plan_import(source: RegistryClient, ref: Reference, *, platforms: Sequence[P
             top = subset.subset_index(top, picked, where=str(ref))
     plan = Plan(ref, top)
     _walk(source, ref, top, plan, limits, copy_foreign, depth=0, pool=pool)
+    return plan
+
+
+def plan_manifest(source: RegistryClient, ref: Reference, manifest: Manifest, *, limits: Limits,
+                  copy_foreign: bool = False) -> Plan:
+    """The plan under a manifest already fetched by digest (a referrer found while importing)."""
+    plan = Plan(ref, manifest)
+    _walk(source, ref, manifest, plan, limits, copy_foreign, depth=0, pool=None)
     return plan
 
 

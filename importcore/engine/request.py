@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..auth import Credential
+from ..values.cosign import load_public_key
 from ..values.errors import UsageError
 from ..values.media import Platform
 from ..values.reference import Reference, TargetSpec, parse_target
 from ..values.resourceid import parse_resource_id
 
-__all__ = ["ImportRequest", "check_targets", "resolve_targets", "source_by_resource_id"]
+__all__ = ["ImportRequest", "check_targets", "parse_referrer_types", "parse_verify", "resolve_targets",
+           "source_by_resource_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,14 @@ class ImportRequest:
     copy_foreign: bool = False
     credential_ref: str | None = None  # a REGISTRY_AUTH_FILE entry to use instead of the source host's
     source_resource_id: str | None = None  # an ACR by ARM resource ID: its login server is looked up at run time
+    include_referrers: bool = False  # copy signatures, SBOMs, attestations (engine/referrers.py)
+    referrer_types: tuple[str, ...] = ()  # only these artifact types (empty: all)
+    verify_keys: tuple[tuple[str, str], ...] = ()  # (name, PEM) of public keys given with the request
+    verify_key_refs: tuple[str, ...] = ()  # names of keys the app holds (IMPORT_VERIFY_KEYS)
+
+    @property
+    def verifies(self) -> bool:
+        return bool(self.verify_keys or self.verify_key_refs)
 
     def __post_init__(self) -> None:
         # The same platform asked for twice is asked for once (order kept: it names them in errors).
@@ -81,3 +92,54 @@ def source_by_resource_id(resource_id: str, image: str, *, target: str) -> tuple
         raise UsageError(f"with a registry resource ID the source image is repository[:tag|@digest], not {image!r}",
                          target="source.sourceImage")
     return ref, str(rid)
+
+
+def parse_referrer_types(value: object, include: bool, *, where: str) -> tuple[str, ...]:
+    """`referrersArtifactTypes`: media types, only with referrers included (API body and rules)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise UsageError(f"{where} must be a list of artifact (media) types", target=where)
+    if len(value) > 16:
+        raise UsageError(f"{where} has {len(value)} entries; at most 16 are allowed", target=where)
+    for i, text in enumerate(value):
+        if len(text) > 255 or any(c.isspace() for c in text.strip()):
+            raise UsageError(f"{where}[{i}] is not a media type (e.g. application/spdx+json)", target=f"{where}[{i}]")
+    if value and not include:
+        raise UsageError(f"{where} needs referrers included", target=where)
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def parse_verify(value: object, key_names: Collection[str] | None, *, where: str
+                 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """`verify`: {"keys": ["<PEM>", ...], "keyRefs": ["name", ...]} -> ((name, PEM)...), (ref...).
+    Each key is parsed now, so a bad one is a 400 naming it; keys never appear in a message.
+    `key_names` None: the refs are checked when the import runs (verify_policy)."""
+    if value is None:
+        return (), ()
+    if not isinstance(value, dict):
+        raise UsageError(f'{where} must be an object {{"keys": [PEM, ...]}} or {{"keyRefs": [name, ...]}}', target=where)
+    for name in value:
+        if name not in ("keys", "keyRefs"):
+            raise UsageError(f"{where}.{str(name)[:40]}: unknown field (expected keys, keyRefs)", target=f"{where}.{name}")
+    pems, refs = value.get("keys") or [], value.get("keyRefs") or []
+    for field_name, items in (("keys", pems), ("keyRefs", refs)):
+        if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+            raise UsageError(f"{where}.{field_name} must be a list of strings", target=f"{where}.{field_name}")
+        if len(items) > 10:
+            raise UsageError(f"{where}.{field_name} has {len(items)} entries; at most 10 are allowed",
+                             target=f"{where}.{field_name}")
+    if not pems and not refs:
+        raise UsageError(f"{where} needs at least one of keys or keyRefs", target=where)
+    keys = []
+    for i, pem in enumerate(pems):
+        name = f"{where}.keys[{i}]"
+        if len(pem) > 16384:
+            raise UsageError(f"verification key {name} is too long", target=name)
+        load_public_key(pem, name=name, target=name)
+        keys.append((name, pem))
+    for i, ref in enumerate(refs):
+        if key_names is not None and ref not in key_names:
+            raise UsageError(f"{where}.keyRefs[{i}]: {ref[:64]!r} is not a key this app holds (IMPORT_VERIFY_KEYS "
+                             f"names: {', '.join(sorted(key_names)) or 'none'})", target=f"{where}.keyRefs[{i}]")
+    return tuple(keys), tuple(refs)

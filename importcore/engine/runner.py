@@ -18,6 +18,10 @@ from .imagecopy import CopyOptions, ImportResult, Progress, copy_image
 from ..values.errors import HostNotAllowed, ImporterError
 from ..net.hostpolicy import HostPolicy
 from .plan import Limits
+from .referrers import ReferrerOptions
+from .verify import VerifyPolicy
+from ..values.cosign import PublicKey, load_public_key
+from ..values.errors import UsageError
 from ..observe.redact import scrub
 from ..values.reference import parse_registry
 from ..registry.client import RegistryClient
@@ -25,7 +29,7 @@ from .request import ImportRequest
 from ..values.settings import Settings
 from ..net.transport import make_http_client
 
-__all__ = ["cancel_sessions", "policy_for", "run_request"]
+__all__ = ["cancel_sessions", "policy_for", "run_request", "verify_policy"]
 
 
 def policy_for(settings: Settings, target_registry: str | None) -> HostPolicy:
@@ -75,7 +79,9 @@ def run_request(request: ImportRequest, settings: Settings, *, on_progress: Call
         limits = Limits(max_manifests=settings.max_manifests,
                         max_layer_bytes=settings.max_layer_bytes_public if public else None)
         options = CopyOptions(force=request.force, platforms=request.platforms, copy_foreign=request.copy_foreign,
-                              limits=limits, concurrency=settings.blob_concurrency)
+                              limits=limits, concurrency=settings.blob_concurrency,
+                              referrers=ReferrerOptions(request.referrer_types) if request.include_referrers else None,
+                              verify=verify_policy(request, settings) if request.verifies else None)
         if request.target_registry != src_registry:
             try:
                 policy.check(src_registry)  # fail fast, before any request
@@ -101,6 +107,33 @@ def run_request(request: ImportRequest, settings: Settings, *, on_progress: Call
     finally:
         if own:
             http.close()
+
+
+def verify_policy(request: ImportRequest, settings: Settings) -> VerifyPolicy:
+    """The request's keys, and the ones it names from IMPORT_VERIFY_KEYS (a PEM, or the path of one)."""
+    keys: list[PublicKey] = [load_public_key(pem, name=name, target="verify.keys") for name, pem in request.verify_keys]
+    held = dict(settings.verify_keys)
+    for i, ref in enumerate(request.verify_key_refs):
+        if ref not in held:
+            raise UsageError(f"verification key {ref!r} is not one the app holds (IMPORT_VERIFY_KEYS names: "
+                             f"{', '.join(sorted(held)) or 'none'})", target=f"verify.keyRefs[{i}]")
+        keys.append(load_public_key(resolve_key(held[ref], name=ref), name=ref, target=f"verify.keyRefs[{i}]"))
+    if not keys:
+        raise UsageError("verification needs at least one key", target="verify")
+    return VerifyPolicy(tuple(keys))
+
+
+def resolve_key(value: str, *, name: str) -> str:
+    """An IMPORT_VERIFY_KEYS value: the PEM itself (e.g. from a Key Vault reference), or a file path
+    (relative to the working directory, the function app root)."""
+    if value.lstrip().startswith("-----BEGIN"):
+        return value
+    try:
+        with open(value, encoding="ascii") as f:
+            return f.read(64 * 1024)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"IMPORT_VERIFY_KEYS: cannot read the key file of {name!r} "
+                         f"({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or 'unreadable'})") from None
 
 
 def cancel_sessions(settings: Settings, target_registry: str, sessions: list[dict]) -> int:

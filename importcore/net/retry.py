@@ -81,7 +81,8 @@ def attempts(*, attempts: int = ATTEMPTS, timeout: float = TOTAL_SECONDS) -> Ite
 
     Inside an attempt of another `attempts()` loop on the same thread (a request made while a blob
     transfer is being tried) this yields one try only: the enclosing unit is what gets retried, so a
-    503 storm costs `attempts` requests, not `attempts`² (STYLE.md rule 7, ggcr's "retry amplification").
+    503 storm costs `attempts` requests, not `attempts`² (what go-containerregistry calls "retry
+    amplification").
     """
     if getattr(_scope, "depth", 0):
         return iter([_Once()])

@@ -1,8 +1,9 @@
 """A client for one registry's OCI distribution API (distribution-spec v1.1 "spec.md").
 
-Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get, manifest_head/get/put,
-and the upload sessions it holds: uploads.start/patch/status/commit/cancel (uploads.py). Errors are
-classified once, here, into errors.py's tree; requests without a streamed body are retried by retry.py.
+Noun-first methods, cheap paths first (regclient): blob_head, blob_mount, blob_get, blob_read,
+manifest_head/get/put, referrers_list, and the upload sessions it holds: uploads.start/patch/status/
+commit/cancel (uploads.py). Errors are classified once, here, into errors.py's tree; requests without a
+streamed body are retried by retry.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..values.errors import (
 )
 from ..net.bodies import MAX_ERROR_BODY, prefix, read_capped
 from ..net.hostpolicy import HostPolicy
-from ..values.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ..values.media import ACCEPT, INDEX_TYPES, MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from ..values.reference import api_host
 from ..observe.redact import redact_url
 from ..net.retry import attempts, parse_retry_after
@@ -37,6 +38,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_LIST_BYTES = 8 * 1024 * 1024  # one page of a tag list or of the catalog
 MAX_LIST_PAGES = 1000  # a `Link: rel="next"` chain longer than this is refused, not followed forever
 CATALOG_SCOPE = "registry:catalog:*"
+_MAX_REFERRER_PAGES = 32
 
 
 def _netloc(url: httpx.URL) -> str:
@@ -224,13 +226,14 @@ class RegistryClient:
 
         return self.retry(once)
 
-    def manifest_put(self, repository: str, ref: str, manifest: Manifest) -> None:
-        """PUT the exact bytes; the registry must agree on the digest."""
+    def manifest_put(self, repository: str, ref: str, manifest: Manifest) -> httpx.Headers:
+        """PUT the exact bytes; the registry must agree on the digest. Returns the answer's headers
+        (`OCI-Subject`: the registry indexed the manifest's subject itself)."""
         what = f"push of manifest {_short(manifest.digest)} to {self.registry}/{repository}" + (
             "" if ":" in ref else f":{ref}")
         scopes = [scopes_for(repository, "pull", "push")]
 
-        def once() -> None:
+        def once() -> httpx.Headers:
             r = self.send("PUT", self.url(repository, "manifests", ref), scopes=scopes, what=what,
                            headers={"Content-Type": manifest.media_type}, content=manifest.raw)
             if r.status_code not in (200, 201, 202):
@@ -238,8 +241,70 @@ class RegistryClient:
             echoed = r.headers.get("docker-content-digest")
             if echoed and echoed != manifest.digest:
                 raise IntegrityError(f"{what}: the registry stored it as {echoed}", target=manifest.digest)
+            return r.headers
 
-        self.retry(once)
+        return self.retry(once)
+
+    # -- referrers -------------------------------------------------------------------------
+
+    def referrers_list(self, repository: str, digest: str, *, artifact_type: str | None = None,
+                       push: bool = False) -> list[Descriptor] | None:
+        """The OCI 1.1 referrers API (distribution-spec v1.1 "Listing Referrers"): the descriptors of
+        the manifests whose subject is `digest`, every page (`Link: <...>; rel="next"`), or None when
+        the registry does not answer it (404: use the referrers tag schema instead). `artifact_type`
+        is passed as the filter; the caller filters again, since a registry may ignore it (it says
+        so with OCI-Filters-Applied)."""
+        what = f"referrers of {_short(digest)} in {self.registry}/{repository}"
+        scopes = [scopes_for(repository, "pull", "push") if push else scopes_for(repository, "pull")]
+        url = self.url(repository, "referrers", digest)
+        if artifact_type:
+            url = url.copy_merge_params({"artifactType": artifact_type})
+        found: list[Descriptor] = []
+        for page in range(_MAX_REFERRER_PAGES):
+            def once(url: httpx.URL = url) -> tuple[list[Descriptor] | None, httpx.URL | None]:
+                r = self.send("GET", url, scopes=scopes, what=what,
+                               headers={"Accept": "application/vnd.oci.image.index.v1+json"}, stream=True)
+                try:
+                    if r.status_code in (404, 405, 501) and page == 0:
+                        return None, None  # no referrers API here
+                    if r.status_code != 200:
+                        raise self.error(r, what)
+                    raw = _read_within(r, MAX_MANIFEST_BYTES, what)
+                finally:
+                    r.close()
+                index = parse_manifest(raw, r.headers.get("content-type"), "sha256:" + hashlib.sha256(raw).hexdigest(),
+                                       where=what)
+                if index.media_type not in INDEX_TYPES:
+                    raise RegistryError(f"{what}: the registry answered a {index.media_type}, not an image index",
+                                        status=r.status_code)
+                return list(index.children), self._next_page(r.headers.get("link"), url, what)
+
+            listed, following = self.retry(once)
+            if listed is None:
+                return None
+            found.extend(listed)
+            if following is None:
+                return found
+            url = following
+        raise LimitExceeded(f"{what}: more than {_MAX_REFERRER_PAGES} pages of referrers")
+
+    def _next_page(self, link: str | None, current: httpx.URL, what: str) -> httpx.URL | None:
+        """RFC 8288 `Link: </v2/...?last=x>; rel="next"`, kept to this registry."""
+        for part in (link or "").split(","):
+            target, _, params = part.partition(";")
+            if 'rel="next"' not in params.replace(" ", "") and "rel=next" not in params.replace(" ", ""):
+                continue
+            target = target.strip()
+            if not (target.startswith("<") and target.endswith(">")):
+                continue
+            try:
+                url = current.join(target[1:-1])
+            except httpx.InvalidURL:
+                raise RegistryError(f"{what}: unusable Link header") from None
+            if not self._same_origin(url):
+                raise HostNotAllowed(f"{what}: the next page is on another host ({_netloc(url)})")
+            return url
+        return None
 
     # -- listings --------------------------------------------------------------------------
 
@@ -323,6 +388,21 @@ class RegistryClient:
             yield r
         finally:
             r.close()
+
+    def blob_read(self, repository: str, digest: str, *, max_bytes: int) -> bytes:
+        """A small blob (a signature payload, a bundle) whole, verified against its digest."""
+        what = f"blob {_short(digest)} in {self.registry}/{repository}"
+
+        def once() -> bytes:
+            with self.blob_get(repository, digest) as r:
+                data = _read_within(r, max_bytes, what)
+            algo = digest.split(":")[0]
+            actual = f"{algo}:" + hashlib.new(algo, data).hexdigest()
+            if actual != digest:
+                raise IntegrityError(f"{what}: content digest is {actual}", target=digest)
+            return data
+
+        return self.retry(once)
 
     def blob_mount(self, repository: str, digest: str, from_repository: str) -> httpx.URL | None:
         """Cross-repository mount: None when mounted (201), else the upload Location it opened (202)."""

@@ -13,7 +13,7 @@ from typing import cast
 
 from azure.core.credentials import TokenCredential as AzureTokenCredential
 
-from ..values.errors import HostNotAllowed, ImporterError, TransportError, UsageError
+from ..values.errors import HostNotAllowed, ImporterError, StaleJob, TransportError, UsageError
 from ..engine.request import ImportRequest
 from ..engine.runner import policy_for
 from ..values.settings import Settings
@@ -68,7 +68,8 @@ class ImportService:
         Queued job, or the 400 Reply naming the bad field. POST /api/imports and the ARM route."""
         try:
             request = parse_import_body(body, target_registry=target_registry,
-                                        policy=policy_for(self.settings, target_registry))
+                                        policy=policy_for(self.settings, target_registry),
+                                        key_names=[name for name, _ in self.settings.verify_keys])
             sealed = self.box.seal_credential(request.credential)
         except (UsageError, HostNotAllowed, TransportError) as exc:
             # TransportError: the source host does not resolve, so the host policy cannot be checked;
@@ -83,16 +84,15 @@ class ImportService:
         instead (created False)."""
         job_id = str(uuid.uuid4())
         if dedupe and self.dedupe_window > dt.timedelta(0):
-            earlier = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)
-            if earlier is not None:
-                found = self.store.get(earlier)
-                if found is not None:
-                    return found, False
+            job_id = self.store.claim_dedupe(dedupe, job_id, self.dedupe_window)  # ours, or the first one's
         first = request.targets[0]
         job = Job(id=job_id, request=request_summary(request), credential=sealed_credential,
                   next_attempt_at=iso(utcnow() + LOST_MESSAGE_GRACE), dedupe_key=dedupe,
                   target_key=target_key(request.target_registry, first))
-        self.store.create(job)
+        try:
+            self.store.create(job)  # insert-if-absent: of the deliveries sharing this id, one creates the job
+        except StaleJob:
+            return self.store.get(job_id) or job, False
         self.queue.send(job.id)
         log.info("job %s: queued %s", job.id, job.request["source"])
         return job, True

@@ -7,6 +7,7 @@ ARM error bodies do: {"error": {"code", "message", "target"}}.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..auth import Credential
@@ -15,7 +16,9 @@ from ..values.errors import ImporterError, UsageError
 from ..net.hostpolicy import HostPolicy
 from ..values.media import Platform
 from ..values.reference import Reference, TargetSpec, parse_registry
-from ..engine.request import ImportRequest, check_targets, resolve_targets, source_by_resource_id
+from ..engine.request import (
+    ImportRequest, check_targets, parse_referrer_types, parse_verify, resolve_targets, source_by_resource_id,
+)
 
 __all__ = ["MAX_BODY_BYTES", "Reply", "error_reply", "parse_import_body", "request_from_summary", "request_summary"]
 
@@ -61,8 +64,10 @@ def _with_target(exc: UsageError, target: str) -> UsageError:
     return UsageError(exc.message, target=exc.target or target)
 
 
-def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPolicy) -> ImportRequest:
-    """Validate a POST /api/imports body; raises UsageError (-> 400) or HostNotAllowed (-> 400)."""
+def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPolicy,
+                      key_names: Collection[str] = ()) -> ImportRequest:
+    """Validate a POST /api/imports body; raises UsageError (-> 400) or HostNotAllowed (-> 400).
+    `key_names`: the keys the app holds (IMPORT_VERIFY_KEYS), which `verify.keyRefs` may name."""
     if len(raw) > MAX_BODY_BYTES:
         raise UsageError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", target="body")
     try:
@@ -108,8 +113,14 @@ def parse_import_body(raw: bytes, *, target_registry: str | None, policy: HostPo
         except ImporterError as exc:
             exc.target = "source.registryUri" if registry else "source.sourceImage"
             raise
+    include_referrers = bool(_field(body, "includeReferrers", "includeReferrers", bool))
+    referrer_types = parse_referrer_types(body.get("referrersArtifactTypes"), include_referrers,
+                                          where="referrersArtifactTypes")
+    keys, key_refs = parse_verify(body.get("verify"), key_names, where="verify")
     return ImportRequest(source=ref, targets=targets, target_registry=target, force=_MODES[mode.lower()],
-                         platforms=platforms, credential=credential, source_resource_id=resource_id)
+                         platforms=platforms, credential=credential, source_resource_id=resource_id,
+                         include_referrers=include_referrers, referrer_types=referrer_types, verify_keys=keys,
+                         verify_key_refs=key_refs)
 
 
 def _platforms(body: dict) -> tuple[Platform, ...]:
@@ -160,7 +171,20 @@ def request_summary(request: ImportRequest) -> dict:
             "targets": [str(t) for t in request.targets], "mode": "Force" if request.force else "NoForce",
             "platforms": [str(p) for p in request.platforms] or None,
             "authenticated": request.credential is not None, "credentialRef": request.credential_ref,
-            "resourceId": request.source_resource_id}
+            "resourceId": request.source_resource_id, **_supply_chain(request)}
+
+
+def _supply_chain(request: ImportRequest) -> dict:
+    """Referrers and verification, when asked for. The public keys are kept (the worker needs them);
+    the status view shows none of this."""
+    out: dict = {}
+    if request.include_referrers:
+        out["includeReferrers"] = True
+        if request.referrer_types:
+            out["referrersArtifactTypes"] = list(request.referrer_types)
+    if request.verifies:
+        out["verify"] = {"keys": [list(pair) for pair in request.verify_keys], "keyRefs": list(request.verify_key_refs)}
+    return out
 
 
 def request_from_summary(summary: dict, credential: Credential | None) -> ImportRequest:
@@ -174,7 +198,11 @@ def request_from_summary(summary: dict, credential: Credential | None) -> Import
                          force=summary.get("mode") == "Force",
                          platforms=_stored_platforms(summary),
                          credential=credential, credential_ref=summary.get("credentialRef"),
-                         source_resource_id=summary.get("resourceId"))
+                         source_resource_id=summary.get("resourceId"),
+                         include_referrers=bool(summary.get("includeReferrers")),
+                         referrer_types=tuple(summary.get("referrersArtifactTypes") or ()),
+                         verify_keys=tuple((name, pem) for name, pem in (summary.get("verify") or {}).get("keys", [])),
+                         verify_key_refs=tuple((summary.get("verify") or {}).get("keyRefs", [])))
 
 
 def _stored_platforms(summary: dict) -> tuple[Platform, ...]:

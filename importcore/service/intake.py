@@ -24,11 +24,19 @@ log = logging.getLogger("importcore.service")
 class EventIntake:
     def __init__(self, service, *, rules: MirrorRules | None = None, secrets: TriggerSecrets | None = None) -> None:
         self.service = service
-        self.rules = rules if rules is not None else MirrorRules.from_settings(service.settings)
+        self.rules = rules if rules is not None else MirrorRules.from_settings(
+            service.settings, key_names=[name for name, _ in service.settings.verify_keys])
         self.secrets = secrets or TriggerSecrets.from_settings(service.settings)
 
-    def handshake(self, headers: Mapping[str, str]) -> Reply:
-        """CloudEvents 1.0 abuse protection (OPTIONS): echo the origin we accept deliveries from."""
+    def handshake(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
+        """CloudEvents 1.0 abuse protection (OPTIONS): echo the origin we accept deliveries from.
+
+        The handshake subscribes the endpoint, so it needs the Event Grid secret as a delivery does
+        (`?token=` is on the handshake's URL too): wrong or missing -> 401, no Allowed-Origin."""
+        try:
+            verify_eventgrid(headers, query, self.secrets)
+        except ImporterError as exc:
+            return _refusal(exc)
         allowed = cloudevents_handshake(headers)
         if allowed is None:
             return error_reply(400, "InvalidRequest", "WebHook-Request-Origin header is required", "headers")

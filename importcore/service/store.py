@@ -134,13 +134,19 @@ class JobStore:
             self._created = True
 
     def create(self, job: Job) -> Job:
+        """Insert a new record; StaleJob (nothing left behind) when a record with this id exists."""
         self._ensure()
         job.created_at = job.updated_at = iso(utcnow())
-        if job.target_key:
+        lane = (_lane(job.target_key), _lane_row(job)) if job.target_key else None
+        if lane:
             # Written first: a job is never runnable without its place in the lane of its target tag.
-            self._table.create_entity({"PartitionKey": _lane(job.target_key), "RowKey": _lane_row(job),
-                                       "jobId": job.id})
-        meta = self._table.create_entity(job.to_entity())
+            self._table.create_entity({"PartitionKey": lane[0], "RowKey": lane[1], "jobId": job.id})
+        try:
+            meta = self._table.create_entity(job.to_entity())
+        except ResourceExistsError:
+            if lane:
+                self._leave_lane(*lane)  # the record that exists has its own row in the lane
+            raise StaleJob(job.id) from None
         job.etag = meta.get("etag")
         return job
 
@@ -156,6 +162,8 @@ class JobStore:
         rows = self._table.query_entities("PartitionKey eq @p and RowKey lt @r",
                                           parameters={"p": _lane(job.target_key), "r": _lane_row(job)})
         for row in rows:
+            if row["jobId"] == job.id:
+                continue  # a row a duplicate delivery wrote for this very job, about to be removed
             other = self.get(row["jobId"])
             if other is None or other.status in FINISHED:
                 self._leave_lane(row["PartitionKey"], row["RowKey"])
@@ -208,18 +216,21 @@ class JobStore:
         except (ResourceModifiedError, ResourceNotFoundError):
             pass
 
-    def claim_dedupe(self, key: str, job_id: str, window: dt.timedelta) -> str | None:
-        """Atomically take `key` for job_id; returns the earlier job's id when the key is still fresh.
+    def claim_dedupe(self, key: str, job_id: str, window: dt.timedelta) -> str:
+        """The id of the one job `key` stands for: `job_id` when the key is new or was last claimed more
+        than `window` ago, else the id claimed before.
 
-        One marker row per key (insert-if-absent, then etag-guarded takeover once it is older than the
-        window) makes two concurrent deliveries of one event agree on a single job."""
+        One marker row per key: insert-if-absent, or an etag-guarded takeover once it is older than
+        the window, so concurrent deliveries of one event agree on one id. The delivery that claimed it
+        may not have written the job's record yet (or may have died first): the caller inserts the
+        record under this id if it is absent, so exactly one of them creates the job."""
         self._ensure()
         now = utcnow()
         marker = {"PartitionKey": DEDUPE_PARTITION, "RowKey": key, "jobId": job_id, "firstSeen": iso(now)}
-        for _ in range(5):
+        for _ in range(5):  # each retry means another delivery changed the marker in between
             try:
                 self._table.create_entity(marker)
-                return None
+                return job_id
             except ResourceExistsError:
                 pass
             try:
@@ -227,15 +238,15 @@ class JobStore:
             except ResourceNotFoundError:
                 continue
             first = dt.datetime.strptime(existing["firstSeen"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-            if within_window(first, now, window) and self.get(existing["jobId"]) is not None:
+            if within_window(first, now, window):
                 return existing["jobId"]
             try:
                 self._table.update_entity(marker, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],
                                           match_condition=MatchConditions.IfNotModified)
-                return None
+                return job_id
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue
-        return None
+        return job_id
 
     def query(self, query_filter: str, **parameters: object) -> Iterator[Job]:
         self._ensure()

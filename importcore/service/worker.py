@@ -46,7 +46,7 @@ class Worker:
     def process_job(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
         """Handle one delivery of a job's message; returns what happened (for logs and tests)."""
         # The host cuts an invocation off at functionTimeout: start no blob transfer in its last
-        # margin, so the attempt ends on its own terms and re-schedules itself (issue 4).
+        # margin, so the attempt ends on its own terms and re-schedules itself.
         deadline = time.monotonic() + self.settings.function_timeout_seconds - self.settings.deadline_margin_seconds
         with telemetry.job_scope(job_id), telemetry.span("import", job_id=job_id, delivery=dequeue_count):
             outcome = self._claim_and_copy(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue,

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import string
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..values.errors import UsageError
 from ..values.media import Platform
 from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
 from ..values.settings import Settings
-from ..engine.request import ImportRequest
+from ..engine.request import ImportRequest, parse_referrer_types, parse_verify
 from .events import PushEvent
 from .semver import Range
 from .sync import SyncSpec, parse_sync, select_tags
@@ -39,7 +40,8 @@ MAX_RULES_FILE_BYTES = 1024 * 1024
 PLACEHOLDERS = ("registry", "repository", "name", "tag")
 MODES = {"noforce": "NoForce", "force": "Force"}
 _FIELDS = ("name", "description", "registry", "repository", "tags", "excludeTags", "semver",
-           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential", "sync")
+           "includePrerelease", "target", "targetRegistry", "mode", "platform", "platforms", "credential",
+           "referrers", "referrersArtifactTypes", "verify", "sync")
 _TOP_FIELDS = ("version", "description", "rules")
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 _GLOB_CHARS = frozenset("*?[")
@@ -59,6 +61,10 @@ class MatchedImport:
     mode: str  # "NoForce" | "Force"
     platforms: tuple[Platform, ...]  # rule's `platform` or `platforms`; empty: every platform
     credential: str | None  # the NAME of a credential entry for the source; never a secret
+    include_referrers: bool = False
+    referrer_types: tuple[str, ...] = ()
+    verify_keys: tuple[tuple[str, str], ...] = ()  # (name, PEM): public keys written in the rule
+    verify_key_refs: tuple[str, ...] = ()  # names of keys the app holds (IMPORT_VERIFY_KEYS)
 
     @property
     def force(self) -> bool:
@@ -79,7 +85,9 @@ class MatchedImport:
         """The ImportRequest; `credential` is what the caller looked up by `self.credential`."""
         return ImportRequest(source=self.source, targets=(self.target,),
                              target_registry=self.resolved_target_registry(default_target_registry),
-                             force=self.force, platforms=self.platforms, credential=credential)
+                             force=self.force, platforms=self.platforms, credential=credential,
+                             include_referrers=self.include_referrers, referrer_types=self.referrer_types,
+                             verify_keys=self.verify_keys, verify_key_refs=self.verify_key_refs)
 
     def dedupe_key(self, default_target_registry: str | None) -> str:
         from .dedupe import dedupe_key  # local: dedupe is the leaf module
@@ -102,6 +110,10 @@ class MirrorRule:
     mode: str
     platforms: tuple[Platform, ...]
     credential: str | None
+    include_referrers: bool = False
+    referrer_types: tuple[str, ...] = ()
+    verify_keys: tuple[tuple[str, str], ...] = ()
+    verify_key_refs: tuple[str, ...] = ()
     sync: SyncSpec | None = None  # polled on a schedule (docs/sync.md) as well as matched against events
 
     def matches(self, event: PushEvent) -> bool:
@@ -140,7 +152,9 @@ class MirrorRule:
         """What this rule imports for `event` (it is not checked that the rule matches it)."""
         return MatchedImport(rule_index=self.index, rule_name=self.name, event=event, source=event.reference,
                              target=self.render_target(event), target_registry=self.target_registry,
-                             mode=self.mode, platforms=self.platforms, credential=self.credential)
+                             mode=self.mode, platforms=self.platforms, credential=self.credential,
+                             include_referrers=self.include_referrers, referrer_types=self.referrer_types,
+                             verify_keys=self.verify_keys, verify_key_refs=self.verify_key_refs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +187,15 @@ class MirrorRules:
         return len(self.rules)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MirrorRules:
+    def from_settings(cls, settings: Settings, *, key_names: Collection[str] | None = None) -> MirrorRules:
         """Load IMPORT_MIRROR_RULES_FILE (relative to the working directory, the function app root);
-        unset: no rules, every event is acknowledged and ignored."""
-        return cls.load(settings.mirror_rules_file) if settings.mirror_rules_file else cls()
+        unset: no rules, every event is acknowledged and ignored. `key_names`: the keys a rule's
+        verify.keyRefs may name (IMPORT_VERIFY_KEYS); None: checked when an import runs instead."""
+        path = settings.mirror_rules_file
+        return cls.load(path, key_names=key_names) if path else cls()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> MirrorRules:
+    def load(cls, path: str | os.PathLike, *, key_names: Collection[str] | None = None) -> MirrorRules:
         p = Path(path).expanduser()
         try:
             size = p.stat().st_size
@@ -191,10 +207,11 @@ class MirrorRules:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read mirror rules file {p}: {exc.__class__.__name__}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
-        return cls.from_json(text, source=str(p))
+        return cls.from_json(text, source=str(p), key_names=key_names)
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, source: str = "<string>") -> MirrorRules:
+    def from_json(cls, text: str | bytes, *, source: str = "<string>",
+                  key_names: Collection[str] | None = None) -> MirrorRules:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -202,10 +219,11 @@ class MirrorRules:
                              f"{exc.msg}") from None
         except (ValueError, TypeError, RecursionError) as exc:
             raise UsageError(f"mirror rules file {source}: not valid JSON ({exc.__class__.__name__})") from None
-        return cls.from_data(data, source=source)
+        return cls.from_data(data, source=source, key_names=key_names)
 
     @classmethod
-    def from_data(cls, data: object, *, source: str = "<data>") -> MirrorRules:
+    def from_data(cls, data: object, *, source: str = "<data>", key_names: Collection[str] | None = None
+                  ) -> MirrorRules:
         def fail(where: str, message: str) -> UsageError:
             return UsageError(f"mirror rules file {source}: {where}: {message}", target=where)
 
@@ -219,7 +237,7 @@ class MirrorRules:
         rules = data.get("rules")
         if not isinstance(rules, list):
             raise fail("rules", "required, an array of rules")
-        parsed = tuple(_rule(i, raw, fail) for i, raw in enumerate(rules))
+        parsed = tuple(_rule(i, raw, fail, key_names) for i, raw in enumerate(rules))
         seen: dict[str, int] = {}
         for rule in parsed:
             if rule.sync is not None:
@@ -230,7 +248,7 @@ class MirrorRules:
         return cls(parsed, source)
 
 
-def _rule(i: int, raw: object, fail) -> MirrorRule:
+def _rule(i: int, raw: object, fail, key_names: Collection[str] | None = None) -> MirrorRule:
     where = f"rules[{i}]"
     if not isinstance(raw, dict):
         raise fail(where, "a rule must be an object")
@@ -284,12 +302,21 @@ def _rule(i: int, raw: object, fail) -> MirrorRule:
     if credential is not None and not _CREDENTIAL_NAME.fullmatch(credential):
         raise fail(f"{where}.credential", f"{credential[:40]!r}: a credential entry name is 1-64 of letters, "
                                           "digits, '.', '_', '-'")
+    referrers = raw.get("referrers", False)
+    if not isinstance(referrers, bool):
+        raise fail(f"{where}.referrers", "expected true or false")
+    try:
+        referrer_types = parse_referrer_types(raw.get("referrersArtifactTypes"), referrers,
+                                              where=f"{where}.referrersArtifactTypes")
+        keys, key_refs = parse_verify(raw.get("verify"), key_names, where=f"{where}.verify")
+    except UsageError as exc:
+        raise fail(exc.target or where, exc.message.removeprefix(f"{exc.target}: ")) from None
     sync = None
     if raw.get("sync") is not None:
         sync = parse_sync(raw["sync"], where=f"{where}.sync", fail=fail, name=named, registry=registry,
                           repository=repository)
     return MirrorRule(i, name, registry, repository, tags, exclude, semver, include_prerelease, target,
-                      target_registry, mode, platforms, credential, sync)
+                      target_registry, mode, platforms, credential, referrers, referrer_types, keys, key_refs, sync)
 
 
 def _platforms(raw: dict, where: str, text, fail) -> tuple[Platform, ...]:

@@ -8,6 +8,7 @@
     │   ├── HostNotAllowed         source host is loopback/private/metadata and not allow-listed
     │   ├── LimitExceeded          too many manifests, a layer too large, a body too large
     │   ├── ConflictError          NoForce: a target tag already points at another digest
+    │   ├── SignatureVerificationFailed  verify before promote: no valid signature by the configured keys
     │   └── WebhookAuthError       an event delivery without the sender's secret (HTTP 401)
     │       └── WebhookNotConfigured   no secret is configured for that sender: nothing is trusted
     ├── RegistryError              a registry answered with an error status (+ OCI error codes), or
@@ -17,6 +18,8 @@
     ├── TransportError             could not talk to a registry: refused, reset, timeout, EOF
     ├── IntegrityError             size or digest mismatch: the bytes are not what was promised
     ├── ManifestError              a manifest we cannot or must not handle
+    ├── BadSignature               why one signature does not count (engine/verify.py gathers them into
+    │                              SignatureVerificationFailed; never a failure on its own)
     ├── DeadlineReached            out of the host's time: no more blob transfers start (retryable)
     ├── StaleJob                   the job record changed since it was read (a table 412)
     └── LeaseLost                  ... during a copy: another worker owns the job now, stop
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BadSignature",
     "ConfigError",
     "ConflictError",
     "DeadlineReached",
@@ -41,6 +45,7 @@ __all__ = [
     "NotFoundError",
     "PolicyError",
     "RegistryError",
+    "SignatureVerificationFailed",
     "StaleJob",
     "TransportError",
     "UnknownProvider",
@@ -111,6 +116,13 @@ class LimitExceeded(PolicyError):
 
 class ConflictError(PolicyError):
     code = "TagConflict"
+
+
+class SignatureVerificationFailed(PolicyError):
+    """The source carries no valid signature by any configured key: nothing was tagged. Permanent:
+    asking again finds the same signatures (a new one means a new request)."""
+
+    code = "SignatureVerificationFailed"
 
 
 class WebhookAuthError(PolicyError):
@@ -187,6 +199,12 @@ class IntegrityError(ImporterError):
 
 class ManifestError(ImporterError):
     code = "InvalidManifest"
+
+
+class BadSignature(ImporterError):
+    """Why one signature does not count; `str()` is the reason, shown in the failure's `(...)`."""
+
+    code = "BadSignature"
 
 
 class DeadlineReached(ImporterError):

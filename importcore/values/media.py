@@ -14,6 +14,7 @@ from .reference import parse_digest
 
 __all__ = [
     "ACCEPT",
+    "EMPTY_JSON",
     "Descriptor",
     "INDEX_TYPES",
     "MANIFEST_TYPES",
@@ -44,6 +45,7 @@ FOREIGN_LAYER_TYPES = frozenset({
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 })
+EMPTY_JSON = "application/vnd.oci.empty.v1+json"  # image-spec 1.1 "Guidance for an Empty Descriptor"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what Distribution and ACR accept as a manifest body
 
 
@@ -94,10 +96,15 @@ class Descriptor:
     size: int
     urls: tuple[str, ...] = ()
     platform: Platform | None = None
+    artifact_type: str | None = None  # OCI 1.1: in a referrers list, the referrer's type
+    annotations: tuple[tuple[str, str], ...] = ()  # string pairs only (cosign keeps its signature here)
 
     @property
     def foreign(self) -> bool:
         return self.media_type in FOREIGN_LAYER_TYPES
+
+    def annotation(self, key: str) -> str | None:
+        return next((v for k, v in self.annotations if k == key), None)
 
     @classmethod
     def from_json(cls, data: object, *, where: str) -> Descriptor:
@@ -115,7 +122,8 @@ class Descriptor:
         urls = data.get("urls") or []
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise ManifestError(f"{where}: descriptor {digest} has invalid urls")
-        return cls(media_type, digest, size, tuple(urls), Platform.from_json(data.get("platform")))
+        return cls(media_type, digest, size, tuple(urls), Platform.from_json(data.get("platform")),
+                   _text(data.get("artifactType")), _annotations(data.get("annotations")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +135,23 @@ class Manifest:
     digest: str
     children: tuple[Descriptor, ...] = ()  # for indexes: the manifests it lists
     blobs: tuple[Descriptor, ...] = field(default=())  # for manifests: config first, then layers
+    subject: str | None = None  # OCI 1.1: the digest of the manifest this one refers to (a referrer)
+    artifact_type: str | None = None  # OCI 1.1 `artifactType`
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
+
+    @property
+    def type_for_referrers(self) -> str | None:
+        """What the referrers API lists as this manifest's artifactType: its own, else (an image
+        manifest) its config's media type, else none (distribution-spec v1.1 "Listing Referrers")."""
+        if self.artifact_type:
+            return self.artifact_type
+        if not self.is_index and self.blobs and self.media_type != OCI_ARTIFACT:
+            return self.blobs[0].media_type
+        return None
 
 
 def parse_manifest(raw: bytes, content_type: str | None, digest: str, *, where: str) -> Manifest:
@@ -161,15 +182,19 @@ def parse_manifest(raw: bytes, content_type: str | None, digest: str, *, where: 
         raise ManifestError(f"{where}: an index ({media_type}) must not have 'layers', 'config' or 'blobs'")
     if media_type in MANIFEST_TYPES and "manifests" in data:
         raise ManifestError(f"{where}: an image manifest ({media_type}) must not have 'manifests'")
+    subject, artifact_type = _subject(data.get("subject"), where=where), _text(data.get("artifactType"))
+    annotations = _annotations(data.get("annotations"))
     if media_type in INDEX_TYPES:
         children = _descriptors(data.get("manifests"), where=f"{where} manifests")
-        return Manifest(raw, media_type, digest, children=children)
+        return Manifest(raw, media_type, digest, children=children, subject=subject, artifact_type=artifact_type,
+                        annotations=annotations)
     if media_type in MANIFEST_TYPES or "layers" in data or "blobs" in data:
         blobs: list[Descriptor] = []
         if "config" in data:
             blobs.append(Descriptor.from_json(data["config"], where=f"{where} config"))
         blobs.extend(_descriptors(data.get("layers", data.get("blobs", [])), where=f"{where} layers"))
-        return Manifest(raw, media_type, digest, blobs=tuple(blobs))
+        return Manifest(raw, media_type, digest, blobs=tuple(blobs), subject=subject, artifact_type=artifact_type,
+                        annotations=annotations)
     raise ManifestError(f"{where}: unsupported manifest media type {media_type!r}")
 
 
@@ -184,3 +209,28 @@ def _descriptors(items: object, *, where: str) -> tuple[Descriptor, ...]:
     if not isinstance(items, list):
         raise ManifestError(f"{where}: must be a list")
     return tuple(Descriptor.from_json(item, where=f"{where}[{i}]") for i, item in enumerate(items))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _annotations(value: object) -> tuple[tuple[str, str], ...]:
+    # Annotations are a string map (image-spec annotations.md); anything else is ignored, not fatal:
+    # they never decide what is copied.
+    if not isinstance(value, dict):
+        return ()
+    return tuple((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str))
+
+
+def _subject(value: object, *, where: str) -> str | None:
+    """The digest of a referrer's `subject` (image-spec manifest.md). Only the digest is needed, and
+    cosign's own spec shows a subject without a size, so size and mediaType are not required here."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where}: subject must be a descriptor")
+    try:
+        return parse_digest(str(value.get("digest") or ""), what=f"subject digest in {where}")
+    except UsageError as exc:
+        raise ManifestError(exc.message) from None

@@ -6,7 +6,9 @@ passes it down: nothing else in importcore reads os.environ.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ from .errors import UsageError
 __all__ = ["DEFAULT_ARM_ENDPOINT", "DEFAULT_SECRET_HEADER", "SECRET_SETTINGS", "Settings"]
 
 GiB = 1024**3
+DEFAULT_TIMER_SCHEDULE = "0 */1 * * * *"  # every minute, on the minute
+_TIMESPAN = re.compile(r"(?:\d+\.)?\d+:\d+(?::\d+(?:\.\d+)?)?")
 DEFAULT_PUBLIC_REGISTRIES = (
     "docker.io", "mcr.microsoft.com", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws",
     "nvcr.io", "registry.gitlab.com",
@@ -74,6 +78,18 @@ def _auth_file(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
 
 
+def _schedule(env: Mapping[str, str], name: str) -> str:
+    # A timer binding's schedule. Only its shape is checked here (the host parses it fully), so a
+    # typo names the setting rather than surfacing as a binding error.
+    value = (env.get(name) or "").strip()
+    if not value:
+        return DEFAULT_TIMER_SCHEDULE
+    if len(value.split()) not in (5, 6) and not _TIMESPAN.fullmatch(value):
+        raise UsageError(f"setting {name}={value[:60]!r} is not an NCRONTAB expression "
+                         "('second minute hour day month day-of-week', e.g. '0 */1 * * * *') or a TimeSpan")
+    return value
+
+
 def _deadline_margin(env: Mapping[str, str]) -> int:
     margin = _int(env, "IMPORT_DEADLINE_MARGIN_SECONDS", 60, minimum=0)
     timeout = _int(env, "IMPORT_FUNCTION_TIMEOUT_SECONDS", 600)
@@ -81,6 +97,31 @@ def _deadline_margin(env: Mapping[str, str]) -> int:
         raise UsageError(f"setting IMPORT_DEADLINE_MARGIN_SECONDS={margin} must be less than "
                          f"IMPORT_FUNCTION_TIMEOUT_SECONDS={timeout}")
     return margin
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+
+
+def _verify_keys(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """IMPORT_VERIFY_KEYS: a JSON object naming the public keys requests may refer to (keyRefs):
+    {"release": "<PEM>" or "<path of a PEM file>"}. The values are never shown in an error."""
+    raw = (env.get("IMPORT_VERIFY_KEYS") or "").strip()
+    if not raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise UsageError("setting IMPORT_VERIFY_KEYS is not a JSON object "
+                         '({"name": "<PEM or path of a PEM file>", ...})') from None
+    if not isinstance(data, dict):
+        raise UsageError("setting IMPORT_VERIFY_KEYS must be a JSON object of key names")
+    for name, value in data.items():
+        if not _KEY_NAME.fullmatch(name):
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: key name {name[:40]!r} must be 1-64 of letters, digits, "
+                             "'.', '_', '-'")
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"setting IMPORT_VERIFY_KEYS: {name!r} must be a PEM public key or a file path")
+    return tuple((name, value.strip()) for name, value in data.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +136,17 @@ class Settings:
     max_manifests: int = 50
     max_layer_bytes_public: int = 2 * GiB
     blob_concurrency: int = 4
-    queue_name: str = "imports"
+    queue_name: str = "imports"  # function_app.py binds its queue triggers to this and <name>-poison
     jobs_table: str = "importjobs"
+    timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # function_app.py binds the sweep timer to this
+    sync_timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # ... and the sync timer to this
     credential_key: str | None = field(default=None, repr=False)
     max_attempts: int = 5
     lease_seconds: int = 600
     job_ttl_days: int = 7
     retry_base_seconds: int = 30
     # host.json functionTimeout (10 min); the worker starts no blob transfer in the last margin
-    # seconds and re-schedules the job rather than be cut off by the host (issue 4).
+    # seconds and re-schedules the job rather than be cut off by the host.
     function_timeout_seconds: int = 600
     deadline_margin_seconds: int = 60
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT
@@ -128,6 +171,7 @@ class Settings:
     # A sync pass stops enqueueing imports from a source whose RateLimit-Remaining, less the pulls the
     # pass already planned, would fall under this; the rest waits for the next pass (docs/sync.md).
     sync_min_remaining: int = 10
+    verify_keys: tuple[tuple[str, str], ...] = ()  # keyRef name -> PEM or PEM file path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -145,6 +189,8 @@ class Settings:
             blob_concurrency=_int(env, "IMPORT_BLOB_CONCURRENCY", 4),
             queue_name=env.get("IMPORT_QUEUE") or "imports",
             jobs_table=env.get("IMPORT_JOBS_TABLE") or "importjobs",
+            timer_schedule=_schedule(env, "IMPORT_TIMER_SCHEDULE"),
+            sync_timer_schedule=_schedule(env, "IMPORT_SYNC_TIMER_SCHEDULE"),
             credential_key=env.get("IMPORT_CREDENTIAL_KEY") or None,
             max_attempts=_int(env, "IMPORT_MAX_ATTEMPTS", 5),
             lease_seconds=_int(env, "IMPORT_LEASE_SECONDS", 600),
@@ -167,4 +213,5 @@ class Settings:
             in_azure=_text(env, "WEBSITE_SITE_NAME") is not None,
             local_host=(_text(env, "FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").lower() == "true",
             sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
+            verify_keys=_verify_keys(env),
         )

@@ -1,7 +1,9 @@
 """`bench/run.py --smoke`: the benchmark machinery runs end to end on tiny sizes.
 
-No timing is asserted (that is `make bench`'s job, on a quiet machine); only that every scenario
-completes, the ratios are printed, and the report, chart and raw results are written.
+`make bench` runs this first (`.venv/bin/python -m pytest -q bench/test_smoke.py`), so a broken
+scenario fails in seconds rather than after the full run; `make test` does not collect it (pytest.ini
+`testpaths = tests`). No timing is asserted (that is the full run's job, on a quiet machine); only that
+every scenario completes, the ratios are printed, and the report, chart and raw results are written.
 """
 from __future__ import annotations
 
