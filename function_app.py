@@ -19,7 +19,7 @@ from importcore.observe import telemetry
 from importcore.service import ImportService, Reply
 from importcore.values.settings import Settings
 
-SETTINGS = Settings.from_env()  # the app settings, read once: the bindings below and the service use them
+SETTINGS = Settings.from_env()  # what the bindings below are indexed with
 telemetry.configure(SETTINGS.applicationinsights_connection_string)  # Azure Monitor only when it is set
 telemetry.install_job_filter()  # every log line of an import names its job
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -28,8 +28,9 @@ MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
 
 @cache
 def service() -> ImportService:
-    """The service over SETTINGS, built on first use."""
-    return ImportService(SETTINGS)
+    """The service, built on first use from the settings then: a local host exports its own (the
+    local-host marker among them) only when it starts, after it indexed this module."""
+    return ImportService(Settings.from_env())
 
 
 def _http(reply: Reply) -> func.HttpResponse:
