@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..auth import Credential
@@ -163,7 +163,7 @@ def _json(result: ImportResult) -> str:
     return json.dumps(result.to_dict())
 
 
-def _guarded(command) -> int:
+def _guarded(command: Callable[[], int]) -> int:
     """Run a command, turning our errors into one `error: ...` line: 2 for usage, 1 otherwise."""
     try:
         return command()
@@ -187,24 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return devhost.run(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
     if args.command == "sync":
         return _guarded(lambda: sync_command.run(args))
+    return _guarded(lambda: _import(args))
+
+
+def _import(args: argparse.Namespace) -> int:
     from ..engine.runner import run_request
 
-    try:
-        settings = Settings.from_env()
-        request = _request(args, settings)
-        with progress_reporter(enabled=args.output == "text" and sys.stderr.isatty()) as on_progress:
-            result = run_request(request, settings, on_progress=on_progress)
-    except UsageError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    except ImporterError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 1
-    if args.output == "json":
-        print(_json(result))
-    else:
-        print(_text(result, request))
+    settings = Settings.from_env()
+    request = _request(args, settings)
+    with progress_reporter(enabled=args.output == "text" and sys.stderr.isatty()) as on_progress:
+        result = run_request(request, settings, on_progress=on_progress)
+    print(_json(result) if args.output == "json" else _text(result, request))
     return 0

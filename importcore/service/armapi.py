@@ -49,10 +49,7 @@ class ArmApi:
     def import_image(self, url: str, route: Mapping[str, str], query: Mapping[str, str],
                      headers: Mapping[str, str], body: bytes) -> Reply:
         headers = _lower(headers)
-        refused = self._refusal(headers) or _missing_api_version(query)
-        if refused:
-            return refused
-        registry = self._registry(route)
+        registry = self._admit(route, query, headers)
         if isinstance(registry, Reply):
             return registry
         accepted = self.service.accept(body, registry)
@@ -67,10 +64,7 @@ class ArmApi:
                   headers: Mapping[str, str]) -> Reply:
         """GET .../operationResults/{id} or .../operationStatuses/{id}."""
         headers = _lower(headers)
-        refused = self._refusal(headers) or _missing_api_version(query)
-        if refused:
-            return refused
-        registry = self._registry(route)
+        registry = self._admit(route, query, headers)
         if isinstance(registry, Reply):
             return registry
         kind = {RESULTS.lower(): RESULTS, STATUSES.lower(): STATUSES}.get(route.get("operationKind", "").lower())
@@ -108,6 +102,10 @@ class ArmApi:
         return Reply(200, body, headers)
 
     # -- checks --------------------------------------------------------------------------------------
+
+    def _admit(self, route: Mapping[str, str], query: Mapping[str, str], headers: Mapping[str, str]) -> str | Reply:
+        """The registry the request is about, once the caller, api-version and name pass; else the refusal."""
+        return self._refusal(headers) or _missing_api_version(query) or self._registry(route)
 
     def _refusal(self, headers: Mapping[str, str]) -> Reply | None:
         """None when the caller may use the ARM routes; else the 401/403 that says why not.

@@ -115,23 +115,33 @@ class Job:
         return job
 
 
+def open_table(connection_string: str | None, table: str, *, account: str | None = None,
+               credential: TokenCredential | None = None) -> TableClient:
+    """The job table: by connection string (Azurite, account keys) or by identity (Azure: shared keys
+    off, the app's managed identity)."""
+    if connection_string:
+        return TableClient.from_connection_string(connection_string, table_name=table)
+    return TableClient(endpoint=f"https://{account}.table.core.windows.net", table_name=table, credential=credential)
+
+
+def create_table_once(table: TableClient, created: bool) -> bool:
+    """Create `table` unless this process already did (or found it); returns True, the new `created`."""
+    if not created:
+        try:
+            table.create_table()
+        except ResourceExistsError:
+            pass
+    return True
+
+
 class JobStore:
     def __init__(self, connection_string: str | None, table: str, *, account: str | None = None,
                  credential: TokenCredential | None = None) -> None:
-        if connection_string:
-            self._table = TableClient.from_connection_string(connection_string, table_name=table)
-        else:  # identity-based (Azure: shared keys off, the app's managed identity)
-            self._table = TableClient(endpoint=f"https://{account}.table.core.windows.net", table_name=table,
-                                      credential=credential)
+        self._table = open_table(connection_string, table, account=account, credential=credential)
         self._created = False
 
     def _ensure(self) -> None:
-        if not self._created:
-            try:
-                self._table.create_table()
-            except ResourceExistsError:
-                pass
-            self._created = True
+        self._created = create_table_once(self._table, self._created)
 
     def create(self, job: Job) -> Job:
         """Insert a new record; StaleJob (nothing left behind) when a record with this id exists."""
