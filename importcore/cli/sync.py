@@ -17,7 +17,7 @@ from ..values.errors import UsageError
 from ..values.settings import Settings
 
 if TYPE_CHECKING:  # the service layer is imported when `sync` runs, not for every command's parser
-    from ..service.sync import RulePass
+    from ..service.syncplan import RulePass
     from ..triggers import MirrorRule
 
 __all__ = ["add_parser", "run"]
@@ -49,7 +49,7 @@ def _rules(args: argparse.Namespace, settings: Settings) -> list[MirrorRule]:
 
 def run(args: argparse.Namespace) -> int:
     """Plan and run each rule; print the report. Raises UsageError for 2 (the caller prints it)."""
-    from ..service.sync import SyncPlanner, run_locally
+    from ..service.syncplan import SyncPlanner, run_locally
 
     settings = Settings.from_env()
     selected = _rules(args, settings)

@@ -1,5 +1,5 @@
 """Sync state in the job table: one entity per sync rule (its last due time and last run), and the
-digest memory of rules with `platform` (service/sync.py)."""
+digest memory of rules with `platform` (service/syncplan.py)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class SyncRecords:
 
 
 class TableMemory:
-    """service.sync.DigestMemory in the table: RowKey the target key (hex), the two digests."""
+    """service.syncplan.DigestMemory in the table: RowKey the target key (hex), the two digests."""
 
     def __init__(self, records: SyncRecords) -> None:
         self._records = records
