@@ -29,9 +29,11 @@ setup: .stamp-apt .stamp-venv .stamp-npm
 demo: setup
 	$(PY) scripts/demo.py
 
-# Pyflakes-level lint first (undefined names, unused imports): cheap, and catches what tests miss.
+# Pyflakes-level lint and the type check first (undefined names, unused imports, None where a value
+# must be): cheap, and they catch what tests miss. mypy's configuration is mypy.ini.
 test: setup
 	.venv/bin/ruff check --quiet --select F,E9 importcore function_app.py tests scripts bench
+	.venv/bin/mypy importcore
 	$(PY) -m pytest -q
 
 # The smoke run first: the machinery end to end on tiny sizes, in seconds, before the long run.

@@ -19,16 +19,18 @@ from importcore.observe import telemetry
 from importcore.service import ImportService, Reply
 from importcore.values.settings import Settings
 
-telemetry.configure()  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+SETTINGS = Settings.from_env()  # what the bindings below are indexed with
+telemetry.configure(SETTINGS.applicationinsights_connection_string)  # Azure Monitor only when it is set
 telemetry.install_job_filter()  # every log line of an import names its job
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 MAX_DEQUEUE = 5  # keep equal to host.json extensions.queues.maxDequeueCount
-SETTINGS = Settings.from_env()  # what the bindings below are indexed with
 
 
 @cache
 def service() -> ImportService:
-    return ImportService.from_env()
+    """The service, built on first use from the settings then: a local host exports its own (the
+    local-host marker among them) only when it starts, after it indexed this module."""
+    return ImportService(Settings.from_env())
 
 
 def _http(reply: Reply) -> func.HttpResponse:
@@ -48,8 +50,8 @@ def get_import(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.queue_trigger(arg_name="msg", queue_name=SETTINGS.queue_name, connection="AzureWebJobsStorage")
 def run_import(msg: func.QueueMessage) -> None:
-    outcome = service().process(msg.get_body().decode("utf-8", "replace"),
-                                dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
+    outcome = service().process_message(msg.get_body().decode("utf-8", "replace"),
+                                        dequeue_count=msg.dequeue_count or 1, max_dequeue=MAX_DEQUEUE)
     logging.info("import message %s: %s", msg.id, outcome)
 
 

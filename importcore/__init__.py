@@ -1,3 +1,5 @@
 """importcore: copy container images and OCI artifacts between registries (the engine behind the app)."""
 
-__version__ = "0.1.0"
+from .values.version import __version__
+
+__all__ = ["__version__"]

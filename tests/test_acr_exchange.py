@@ -15,19 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from importcore.registry.arm import (API_VERSION, DEFAULT_ARM_ENDPOINT, arm_endpoint_from_env, parse_resource_id,
-                            resolve_login_server)
+from importcore.registry.arm import API_VERSION, DEFAULT_ARM_ENDPOINT, parse_resource_id, resolve_login_server
 from importcore.auth import RegistryAuth, parse_challenges
 from importcore.auth.acr import (AccessToken, AcrTokenProvider, is_acr_login_server, is_entra_token, jwt_claims,
                                  jwt_expiry)
 from importcore.auth.challenge import Challenge
-from importcore.auth.identity import StaticTokenCredential, build_credential, credential_from_env
-from importcore.engine.imagecopy import CopyOptions, run_import
+from importcore.auth.identity import StaticTokenCredential, build_credential
+from importcore.engine.imagecopy import CopyOptions, copy_image
 from importcore.values.errors import AuthError, NotFoundError, RegistryError, TransportError, UsageError
 from importcore.net.hostpolicy import HostPolicy
 from importcore.values.reference import Reference, TargetSpec
 from importcore.registry.client import RegistryClient
 from importcore.net.transport import make_http_client
+from importcore.values.settings import Settings
 from tests.support.acrtokens import AcrPusher, AcrTokenService, StaticCredential, unsigned_jwt
 from tests.support.armstub import ArmStub
 from tests.support.images import Pusher, push_image, push_index, sha256
@@ -108,7 +108,7 @@ def _import(http, provider, source_host: str, repo: str, tag: str, target_host: 
             target_repo: str | None = None):
     source = _client(source_host, http, source_provider, role="source")
     target = _client(target_host, http, provider)
-    return run_import(source=source, ref=Reference.parse(f"{source_host}/{repo}:{tag}"), target=target,
+    return copy_image(source=source, ref=Reference.parse(f"{source_host}/{repo}:{tag}"), target=target,
                       targets=[TargetSpec(target_repo or repo, tag)], options=CopyOptions())
 
 
@@ -361,10 +361,11 @@ def test_identity_modules_import_azure_lazily():
 def test_credential_choice_follows_the_client_id_setting():
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-    user_assigned = credential_from_env({"IMPORT_MANAGED_IDENTITY_CLIENT_ID": "11111111-2222-3333-4444-555555555555"})
+    client_id = Settings.from_env({"IMPORT_MANAGED_IDENTITY_CLIENT_ID": " 11111111-2222-3333-4444-555555555555 "})
+    user_assigned = build_credential(client_id.managed_identity_client_id)
     assert isinstance(user_assigned._inner, ManagedIdentityCredential)
     assert "11111111-2222-3333-4444-555555555555" in repr(user_assigned)
-    assert isinstance(credential_from_env({})._inner, DefaultAzureCredential)
+    assert isinstance(build_credential(Settings.from_env({}).managed_identity_client_id)._inner, DefaultAzureCredential)
     assert isinstance(build_credential(None)._inner, DefaultAzureCredential)
 
 
@@ -490,8 +491,8 @@ def test_resource_id_is_case_insensitive_and_canonical():
 
 
 def test_arm_endpoint_setting(http):
-    assert arm_endpoint_from_env({}) == DEFAULT_ARM_ENDPOINT == "https://management.azure.com"
-    assert arm_endpoint_from_env({"IMPORT_ARM_ENDPOINT": "https://management.usgovcloudapi.net/"}) == \
+    assert Settings.from_env({}).arm_endpoint == DEFAULT_ARM_ENDPOINT == "https://management.azure.com"
+    assert Settings.from_env({"IMPORT_ARM_ENDPOINT": "https://management.usgovcloudapi.net/"}).arm_endpoint == \
         "https://management.usgovcloudapi.net/"
     with pytest.raises(UsageError, match="must be an https URL"):
         resolve_login_server(_rid("abcde"), StaticCredential("t"), http, "http://management.example")

@@ -151,7 +151,7 @@ def test_sdk_poller_waits_as_long_as_retry_after_says(arm_app, source_registry, 
         time.sleep(0.05)
     assert not poller.done()
     [job] = [e["RowKey"] for e in app.entities() if e["PartitionKey"] == "import"]
-    assert app.service().process(json.dumps({"v": 1, "jobId": job})) == "succeeded"  # the worker's part, by hand
+    assert app.service().process_message(json.dumps({"v": 1, "jobId": job})) == "succeeded"  # the worker's part, by hand
 
     poller.result(timeout=30)
 
@@ -254,7 +254,7 @@ def test_operation_urls_follow_the_job_in_both_forms(arm_app, source_registry, u
     assert status.status_code == 200 and status.headers["retry-after"] == "1"
     assert status.json()["status"] == "InProgress" and status.json()["name"] == job_id
 
-    assert app.service().process(json.dumps({"v": 1, "jobId": job_id})) == "succeeded"
+    assert app.service().process_message(json.dumps({"v": 1, "jobId": job_id})) == "succeeded"
     done = app.http.get(results)
     assert done.status_code == 200 and "retry-after" not in done.headers
     status = app.http.get(statuses).json()
@@ -276,7 +276,7 @@ def test_a_failure_retried_until_out_of_attempts_is_5xx_and_failed(arm_app, uniq
     job_id = job_id_of(r.headers["location"])
 
     with stamina.set_testing(True, attempts=1):  # the in-process retries off: the fault surfaces at once
-        assert app.service().process(json.dumps({"v": 1, "jobId": job_id})) == "failed"
+        assert app.service().process_message(json.dumps({"v": 1, "jobId": job_id})) == "failed"
 
     failed = app.http.get(r.headers["location"])
     assert failed.status_code == 502 and "retry-after" not in failed.headers
@@ -370,6 +370,7 @@ def test_registry_name_to_login_server():
     ({"code": "Unauthorized", "status": 401}, 403), ({"code": "DigestMismatch"}, 422),
     ({"code": "InvalidManifest"}, 422), ({"code": "RegistryError", "status": 400}, 400),
     ({"code": "RegistryError", "status": 503}, 502), ({"code": "RegistryError", "status": 429}, 502),
+    ({"code": "RegistryError"}, 400),  # no status: a refusal (too many redirects), never retried
     ({"code": "ConnectionFailed"}, 502), ({"code": "DeadlineReached"}, 504), ({"code": "InternalError"}, 500),
     ({"code": "WorkerLost"}, 500), ({}, 500), (None, 500)])
 def test_failure_status(error, status):

@@ -367,3 +367,15 @@ def test_a_target_prefixed_with_the_target_registry_is_a_usage_error(capsys, loc
     rc, out, err = run_cli(capsys, "--source", "127.0.0.1:5000/a:b", "--name", "myacr",
                            "--image", "myacr.azurecr.io/app:1")
     assert rc == 2 and "starts with the target registry's name" in error_line(err)
+
+
+def test_serve_forwards_every_flag_it_takes(monkeypatch):
+    """`serve`'s flags reach the local host; none is parsed and then dropped."""
+    import importcore.devhost
+
+    calls = []
+    monkeypatch.setattr(importcore.devhost, "run", lambda **kw: calls.append(kw) or 0)
+    assert main(["serve"]) == 0
+    assert main(["serve", "--port", "7072", "--host", "0.0.0.0", "--app", "other_app", "--host-json", "h.json"]) == 0
+    assert calls == [{"port": 7071, "host": "127.0.0.1", "app_module": "function_app", "host_json": None},
+                     {"port": 7072, "host": "0.0.0.0", "app_module": "other_app", "host_json": Path("h.json")}]

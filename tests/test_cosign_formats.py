@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from importcore.values.cosign import (BadSignature, load_public_key, pae, parse_bundle, signature_tag,
-                                      simple_signing_digest, statement_subjects)
-from importcore.values.errors import UsageError
+from importcore.values.cosign import (load_public_key, pae, parse_bundle, signature_tag, simple_signing_digest,
+                                      statement_subjects)
+from importcore.values.errors import BadSignature, UsageError
 from tests.support.cosign import Key, dsse_bundle, message_bundle, simple_signing_payload
 
 DIGEST = "sha256:" + "ab" * 32

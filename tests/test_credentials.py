@@ -219,6 +219,8 @@ def test_cred_helper_failures(config, helper, stdout, code, error, words):
     assert words in str(info.value)
     assert "docker-credential-fake" in str(info.value)
     assert SECRET not in str(info.value)
+    # No registry answered: the error shows no HTTP status rather than a made-up one.
+    assert info.value.status is None and "status" not in info.value.to_dict()
 
 
 def test_cred_helper_missing(config, helper):

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from importcore.devhost import ConfigError, DevHost
+from importcore.devhost import DevHost
+from importcore.values.errors import ConfigError
 from importcore.devhost.config import HostConfig
 from importcore.devhost.functions import FunctionSpec
 from importcore.devhost.queues import Queues

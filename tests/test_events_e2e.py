@@ -221,14 +221,14 @@ def test_new_digest_for_a_busy_tag_waits_for_the_older_import(app_host_factory, 
         r = app.http.post(f"/api/events?token={SECRET}", json=event)
         ids.append(r.json()["jobs"][0]["id"])
     message = lambda job_id: json.dumps({"v": 1, "jobId": job_id})  # noqa: E731
-    assert svc.process(message(ids[1])) == "waiting"  # the older import of this tag has not run yet
-    assert svc.process(message(ids[0])) == "succeeded"
-    assert svc.process(message(ids[1])) == "not-due"  # a stray redelivery does not jump its wait
+    assert svc.process_message(message(ids[1])) == "waiting"  # the older import of this tag has not run yet
+    assert svc.process_message(message(ids[0])) == "succeeded"
+    assert svc.process_message(message(ids[1])) == "not-due"  # a stray redelivery does not jump its wait
     # The timer, run at given moments instead of waiting for them: not before the wait is over, then
     # exactly once it is.
     due = dt.datetime.fromisoformat(app.status(ids[1])["nextAttemptAt"])
     timer = functools.partial(sweep, svc.settings, svc.store, svc.queue, svc.worker)
     assert timer(now=due - dt.timedelta(milliseconds=1))["requeued"] == 0
     assert timer(now=due)["requeued"] == 1
-    assert svc.process(message(ids[1])) == "succeeded"
+    assert svc.process_message(message(ids[1])) == "succeeded"
     assert skopeo_digest(f"{target_registry.host}/mirror/{unique_repo}:live") == new.digest

@@ -372,7 +372,7 @@ def test_request_body_cut_on_the_wire_restarts_cleanly(capsys, local_env, fast_r
 
     The old session holds bytes its Location's `_state` does not know of, so Distribution 2.8 answers
     the DELETE (and GET <location>) with 404 BLOB_UPLOAD_INVALID and keeps it until its upload purger
-    runs; Distribution 3.0 answers the GET with a current Location (PR #3755), which upload_cancel
+    runs; Distribution 3.0 answers the GET with a current Location (PR #3755), which uploads.cancel
     then DELETEs. Either way it can never be committed or tagged."""
     src, dst = proxies
     dst.add("PATCH", PATCH, CutRequest(CUT), nth=1)

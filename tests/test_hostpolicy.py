@@ -113,6 +113,12 @@ def test_resolve_unresolvable_is_a_transport_error():
         HostPolicy().resolve("no-such-host.invalid", 443)
 
 
+def test_a_name_idna_cannot_encode_is_a_transport_error_too():
+    """A label of more than 63 characters fails in the IDNA codec (UnicodeError), before any lookup."""
+    with pytest.raises(TransportError, match="cannot resolve host .*label empty or too long"):
+        HostPolicy().resolve("a" * 64 + ".example", 443)
+
+
 ALLOWED = [
     # id, policy, host, port
     ("host-any-port", HostPolicy(allowed_private=("localhost",)), "localhost", 5000),

@@ -414,8 +414,8 @@ def test_the_event_grid_secret_is_a_secret_header_not_a_query_string():
 
 
 def test_the_secret_header_is_the_one_the_app_reads():
-    auth = (ROOT / "importcore" / "triggers" / "senders.py").read_text(encoding="utf-8")
-    default = re.search(r'^DEFAULT_SECRET_HEADER = "([^"]+)"', auth, re.MULTILINE).group(1)
+    settings_py = (ROOT / "importcore" / "values" / "settings.py").read_text(encoding="utf-8")
+    default = re.search(r'^DEFAULT_SECRET_HEADER = "([^"]+)"', settings_py, re.MULTILINE).group(1)
     for path in (MAIN, EVENTS):
         assert literal_string(template(path).one("param", "webhookSecretHeader").value) == default
     call = template(EVENTS).modules("modules/eventgrid.bicep")[0]

@@ -87,12 +87,10 @@ def test_api_host_ref_and_str(text, api_host, ref_part, shown):
     assert str(ref) == shown
 
 
-def test_hub_constant_and_with_tag():
+def test_hub_constant():
     ref = Reference.parse("hello-world")
     assert ref.registry == DOCKER_HUB
     assert ref.tag is None and ref.ref == "latest"
-    assert ref.with_tag("v2").ref == "v2"
-    assert ref.with_tag("v2").repository == "library/hello-world"
 
 
 def test_default_registry_none_requires_a_host():

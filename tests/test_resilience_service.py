@@ -43,7 +43,7 @@ def test_worker_killed_after_k_blobs_resumes_from_what_the_target_has(app_host_f
     with Pusher(source_registry) as p:
         pushed = push_image(p, unique_repo, "v1", layers=LAYERS)
     job_id, message = _submit(app, source_registry.host, unique_repo)
-    real = svc.worker._execute
+    real = svc.worker._run_request
 
     def killed_after_k(request, settings, *, on_progress, **kw):
         def progress(p):
@@ -52,10 +52,10 @@ def test_worker_killed_after_k_blobs_resumes_from_what_the_target_has(app_host_f
                 raise _HostKilled
         return real(request, settings, on_progress=progress, **kw)
 
-    svc.worker._execute = killed_after_k
+    svc.worker._run_request = killed_after_k
     with pytest.raises(_HostKilled):
-        svc.process(message)
-    svc.worker._execute = real
+        svc.process_message(message)
+    svc.worker._run_request = real
     dead = svc.store.get(job_id)
     assert (dead.status, dead.attempts) == ("Running", 1)  # as a killed host leaves it
     copied_before = [d for d, _ in pushed.blobs if _in_target(target_registry, unique_repo, d)]
@@ -63,7 +63,7 @@ def test_worker_killed_after_k_blobs_resumes_from_what_the_target_has(app_host_f
     dead.lease_until = iso(utcnow() - dt.timedelta(seconds=1))  # ...until its lease runs out
     svc.store.save(dead)
 
-    assert svc.process(message, dequeue_count=2) == "succeeded"  # the host delivers the message again
+    assert svc.process_message(message, dequeue_count=2) == "succeeded"  # the host delivers the message again
 
     done = app.status(job_id)
     assert (done["status"], done["attempts"]) == ("Succeeded", 2)
@@ -91,7 +91,7 @@ def test_function_timeout_stops_new_blobs_and_reschedules_at_once(app_host_facto
         proxy.add("GET", r"/blobs/sha256:", Stall(0.4))
         job_id, message = _submit(app, proxy.host, unique_repo)
 
-        assert svc.process(message) == "continued"
+        assert svc.process_message(message) == "continued"
 
         waiting = app.status(job_id)
         assert (waiting["status"], waiting["attempts"]) == ("Queued", 1)
@@ -108,7 +108,7 @@ def test_function_timeout_stops_new_blobs_and_reschedules_at_once(app_host_facto
         proxy.clear()
         original, again = app.peek()  # NO_WORKER: the first delivery's message was read, never deleted
         assert svc.sweep() == ZERO  # the continuation is already queued: the timer adds nothing
-        assert svc.process(base64.b64decode(again).decode()) == "succeeded"
+        assert svc.process_message(base64.b64decode(again).decode()) == "succeeded"
 
     done = app.status(job_id)
     assert (done["status"], done["attempts"]) == ("Succeeded", 2)
@@ -129,7 +129,7 @@ def test_running_out_of_time_before_any_blob_counts_as_a_failed_attempt(app_host
     with FaultProxy(source_registry) as proxy:
         proxy.add("GET", r"/manifests/", Stall(1.5))
         job_id, message = _submit(app, proxy.host, unique_repo)
-        assert svc.process(message) == "failed"
+        assert svc.process_message(message) == "failed"
         assert proxy.count("GET", r"/blobs/sha256:") == 0
     done = app.status(job_id)
     assert (done["status"], done["attempts"]) == ("Failed", 1)
@@ -177,7 +177,7 @@ def test_429_rate_limit_is_reported_in_the_error_and_the_job_status(app_host_fac
                          headers=(("RateLimit-Limit", "100;w=21600"), ("RateLimit-Remaining", "0;w=21600")))
         rule = proxy.add("GET", r"/manifests/", limited)
         job_id, message = _submit(app, proxy.host, unique_repo)
-        assert svc.process(message) == "retry-scheduled"  # an hour is the timer's wait, not this invocation's
+        assert svc.process_message(message) == "retry-scheduled"  # an hour is the timer's wait, not this invocation's
         assert rule.hits == 1
 
     job = app.status(job_id)

@@ -14,6 +14,7 @@ from importcore.auth import Credential
 from importcore.values.errors import UsageError
 from importcore.values.media import Platform
 from importcore.values.reference import Reference, TargetSpec
+from importcore.values.settings import Settings
 from importcore.triggers import (
     MirrorRules,
     PushEvent,
@@ -293,8 +294,8 @@ def test_load_from_file_and_env(tmp_path):
     path.write_text(json.dumps(FIXTURE_RULES))
     loaded = MirrorRules.load(path)
     assert len(loaded) == 5 and loaded.source == str(path)
-    assert len(MirrorRules.from_env({"IMPORT_MIRROR_RULES_FILE": str(path)})) == 5
-    assert len(MirrorRules.from_env({})) == 0
+    assert len(MirrorRules.from_settings(Settings.from_env({"IMPORT_MIRROR_RULES_FILE": str(path)}))) == 5
+    assert len(MirrorRules.from_settings(Settings.from_env({}))) == 0
 
 
 def test_load_errors(tmp_path):

@@ -20,7 +20,7 @@ from tests.test_cli_import import blob_present, error_line, run_cli
 
 SLACK = 4 * MiB  # socket buffering between the server's write and the client's read (seen: ~1 MiB)
 OFFERED = 100 * MiB
-ERROR_BODY_CAP = 64 * 1024  # registry.py _MAX_ERROR_BODY / transport.py MAX_ERROR_BODY
+ERROR_BODY_CAP = 64 * 1024  # net/bodies.py MAX_ERROR_BODY, applied by net/transport.py
 TOKEN_BODY_CAP = 256 * 1024  # auth/flow.py _MAX_TOKEN_BODY
 
 

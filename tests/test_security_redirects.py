@@ -190,6 +190,6 @@ def test_redirects_are_not_followed_for_uploads():
     script = Script({"https://reg.example/v2/r/blobs/uploads/": httpx.Response(
         307, headers={"Location": "https://elsewhere.example/up"})})
     with pytest.raises(RegistryError) as info:
-        script.client().upload_start("r")
+        script.client().uploads.start("r")
     assert info.value.status == 307
     assert all(r.url.host == "reg.example" for r in script.requests)

@@ -20,8 +20,9 @@ from importcore.values.errors import AuthError
 from importcore.net.hostpolicy import HostPolicy
 from importcore.values.reference import Reference
 from importcore.registry.client import RegistryClient
+from importcore.registry.uploads import UploadSessions
 from importcore.engine.request import ImportRequest, resolve_targets
-from importcore.engine.runner import execute
+from importcore.engine.runner import run_request
 from importcore.values.settings import Settings
 from tests.conftest import ALICE, BOB
 from tests.support.hostile import HostileServer, Reply
@@ -68,14 +69,14 @@ def test_full_run_with_password_and_token_leaks_nothing(capsys, caplog, monkeypa
 
     monkeypatch.setattr(token_server, "issue", recording_issue)
     locations: list[str] = []
-    location = RegistryClient._location
+    location = UploadSessions.location
 
     def recording_location(self, r, what):
         url = location(self, r, what)
         locations.append(str(url))
         return url
 
-    monkeypatch.setattr(RegistryClient, "_location", recording_location)
+    monkeypatch.setattr(UploadSessions, "location", recording_location)
 
     res = run_json(capsys, "--source", f"{htpasswd_registry.host}/{unique_repo}:v1", "--name", token_registry.host,
                    "--image", f"{unique_repo}:v1", "--username", ALICE[0], "--password", ALICE[1])
@@ -109,7 +110,7 @@ def test_failed_auth_never_echoes_the_password(capsys, all_logs, local_env, htpa
     request = ImportRequest(source=source, targets=resolve_targets(source, [], []),
                             target_registry=target_registry.host, credential=Credential(user, wrong))
     with pytest.raises(AuthError) as info:
-        execute(request, Settings.from_env())
+        run_request(request, Settings.from_env())
     exc = info.value
     texts = [exc.message, str(exc), repr(exc), repr(exc.to_dict()), "".join(traceback.format_exception(exc))]
     assert "401" in exc.message

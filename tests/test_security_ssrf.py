@@ -252,3 +252,14 @@ def test_connects_to_the_checked_address_and_checks_every_new_connection(monkeyp
         assert connects == [("127.0.0.1", server.port)]
         assert len(server.requests) == 1 and server.requests[0].headers["host"] == f"rebind.test:{server.port}"
 
+
+
+def test_requests_name_the_release_in_their_user_agent():
+    """The User-Agent carries importcore.__version__, not a number of its own."""
+    import importcore
+
+    with HostileServer() as server:
+        policy = HostPolicy(plain_http=("127.0.0.1",), allowed_private=("127.0.0.1",))
+        with make_http_client(policy) as http:
+            assert http.get(f"{server.url}/v2/").status_code == 200
+    assert server.requests[0].headers["user-agent"] == f"registry-importer/{importcore.__version__}"

@@ -1,11 +1,9 @@
-"""Every setting the code reads is set by infra/main.bicep and by local.settings.json.example, and
-every setting those two set is read by the code, or is a Functions-host setting listed below.
+"""README's settings table, Settings, infra/main.bicep and local.settings.json.example agree.
 
-Reads are found in the source with `ast`, not by importing it: ``env.get("X")``, ``env["X"]``,
-``os.environ.get("X")``, ``os.getenv("X")``, ``helper(env, "X", ...)`` (settings.py's _int), the
-same with a module-level string constant instead of a literal, ``for _, name in NAMES.items():
-env.get(name)`` over a module-level dict/list/tuple of names, and in function_app.py the ``%X%``
-binding expressions and ``connection="X"`` names of its decorators.
+What the app reads is asked of the code rather than scraped from it: every name
+``Settings.from_env`` looks up (in a recording mapping), the ``%X%`` binding expressions and
+``connection="X"`` names of function_app.py's decorators, and the local host's own settings.
+test_only_settings_and_the_shells_read_the_environment keeps Settings the only reader.
 
 A Functions connection named X may be given as X (a connection string, as locally with Azurite)
 or as X__accountName, X__credential, X__clientId... (identity-based, as in Azure): both count as X.
@@ -15,12 +13,16 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from importcore.values.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "function_app.py", *sorted((ROOT / "importcore").rglob("*.py"))]
+PACKAGE = ROOT / "importcore"
 BICEP = ROOT / "infra" / "main.bicep"
 LOCAL = ROOT / "local.settings.json.example"
+README = ROOT / "README.md"
 
 # Set for the Functions host, never read by our code.
 HOST_SETTINGS = {
@@ -28,121 +30,50 @@ HOST_SETTINGS = {
                                 "functionAppConfig.runtime instead and rejects it as an app setting",
     "AzureWebJobsFeatureFlags": "EnableWorkerIndexing (Python v2 model) for older local hosts; on by default in Azure",
 }
-# Read by the code, but from the process environment rather than app settings.
+# Read by Settings, but from the process environment (the platform's or the user's) rather than app settings.
 PROCESS_ENV = {
-    "HOME": "fallback location of ~/.docker/config.json (settings.py)",
-    "DOCKER_CONFIG": "docker's own variable for its config directory (settings.py)",
+    "HOME": "fallback location of ~/.docker/config.json",
+    "DOCKER_CONFIG": "docker's own variable for its config directory",
     "WEBSITE_AUTH_ENABLED": "set by App Service when its Authentication (Easy Auth) is on (the ARM route)",
     "WEBSITE_SITE_NAME": "set by App Service in Azure: the app is not on a local host (the ARM route)",
     "FUNCTIONS_CORETOOLS_ENVIRONMENT": "set by Core Tools (`func start`) and devhost: a local host (the ARM route)",
 }
-# Read only by the local stand-in for the Functions host.
+# Read only by the local stand-in for the Functions host (a shell, which reads its own settings).
 LOCAL_ONLY = {
     "DEVHOST_FUNCTION_KEY": "devhost's stand-in for function keys (Azure has real ones)",
 }
+# Where os.environ may be read: the one Settings, and the local host, which exports local.settings.json.
+ENV_READERS = ("values/settings.py", "devhost/")
 # The Flex Consumption plan refuses these as app settings; a connection string needs shared keys.
 FORBIDDEN_IN_BICEP = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
                       "AzureWebJobsStorage"}
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _BINDING = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%", re.ASCII)
-_ENV_NAMES = {"env", "environ", "settings"}  # Mapping-like receivers of .get("X") / ["X"]
 
 
-def _receiver_is_env(node: ast.expr) -> bool:
-    if isinstance(node, ast.Name):
-        return node.id in _ENV_NAMES
-    # os.environ
-    return isinstance(node, ast.Attribute) and node.attr == "environ"
+class _Asked(Mapping[str, str]):
+    """An environment that holds nothing and remembers every name it was asked for."""
 
-
-class _Reads(ast.NodeVisitor):
-    def __init__(self, constants: dict[str, str], collections: dict[str, dict[str, list[str]]]) -> None:
-        self.constants = constants
-        self.collections = collections  # NAME -> {"keys": [...], "values": [...]} of module-level literals
+    def __init__(self) -> None:
         self.names: set[str] = set()
-        self._loop_names: dict[str, list[str]] = {}  # loop variable -> the names it runs over
 
-    def visit_For(self, node: ast.For) -> None:
-        """`for name in NAMES` / `for _, name in NAMES.items()` / `.values()` / `.keys()` over a constant."""
-        source, part = node.iter, "keys"
-        if isinstance(source, ast.Call) and isinstance(source.func, ast.Attribute) and not source.args:
-            part = {"items": "items", "values": "values", "keys": "keys"}.get(source.func.attr, "")
-            source = source.func.value
-        found = self.collections.get(source.id) if isinstance(source, ast.Name) else None
-        targets: list[tuple[ast.expr, str]] = []
-        if found and part == "items" and isinstance(node.target, ast.Tuple) and len(node.target.elts) == 2:
-            targets = [(node.target.elts[0], "keys"), (node.target.elts[1], "values")]
-        elif found and part in ("keys", "values"):
-            targets = [(node.target, part)]
-        saved = dict(self._loop_names)
-        for target, which in targets:
-            if isinstance(target, ast.Name):
-                self._loop_names[target.id] = found[which]
-        self.generic_visit(node)
-        self._loop_names = saved
+    def __getitem__(self, name: str) -> str:
+        self.names.add(name)
+        raise KeyError(name)
 
-    def _string(self, node: ast.expr | None) -> str | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            value = node.value
-        elif isinstance(node, ast.Name) and node.id in self.constants:
-            value = self.constants[node.id]
-        else:
-            return None
-        return value if _NAME.fullmatch(value) else None
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
 
-    def _add(self, node: ast.expr | None) -> None:
-        if isinstance(node, ast.Name) and node.id in self._loop_names:
-            self.names.update(n for n in self._loop_names[node.id] if _NAME.fullmatch(n))
-            return
-        name = self._string(node)
-        if name:
-            self.names.add(name)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "get" and _receiver_is_env(func.value) and node.args:
-            self._add(node.args[0])
-        if (isinstance(func, ast.Attribute) and func.attr == "getenv") or \
-                (isinstance(func, ast.Name) and func.id == "getenv"):
-            if node.args:
-                self._add(node.args[0])
-        for before, after in zip(node.args, node.args[1:]):  # helper(env, "X", ...)
-            if isinstance(before, ast.Name) and before.id == "env":
-                self._add(after)
-        self.generic_visit(node)
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        if _receiver_is_env(node.value):
-            self._add(node.slice)
-        self.generic_visit(node)
+    def __len__(self) -> int:
+        return 0
 
 
-def _strings(nodes: list) -> list[str]:
-    return [n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-
-
-def _module_constants(tree: ast.Module) -> tuple[dict[str, str], dict[str, dict[str, list[str]]]]:
-    """Module-level NAME = "str" and NAME = {..}/[..]/(..) of strings."""
-    strings: dict[str, str] = {}
-    collections: dict[str, dict[str, list[str]]] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign):
-            targets, value = stmt.targets, stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            targets, value = [stmt.target], stmt.value
-        else:
-            continue
-        for target in targets:
-            if not isinstance(target, ast.Name):
-                continue
-            if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                strings[target.id] = value.value
-            elif isinstance(value, ast.Dict):
-                collections[target.id] = {"keys": _strings(value.keys), "values": _strings(value.values)}
-            elif isinstance(value, (ast.List, ast.Tuple, ast.Set)):
-                collections[target.id] = {"keys": _strings(value.elts), "values": []}
-    return strings, collections
+def settings_reads() -> set[str]:
+    """Every name Settings.from_env looks up (each one is looked up, set or not)."""
+    asked = _Asked()
+    Settings.from_env(asked)
+    return asked.names
 
 
 def _decorator_strings(tree: ast.Module) -> list[tuple[str, str]]:
@@ -157,22 +88,23 @@ def _decorator_strings(tree: ast.Module) -> list[tuple[str, str]]:
     return out
 
 
-def code_reads() -> tuple[set[str], set[str]]:
-    """(setting names the code reads, connection names the app's bindings use)."""
+def binding_reads() -> tuple[set[str], set[str]]:
+    """(settings function_app.py's bindings name, the connections among them)."""
     names: set[str] = set()
     connections = {"AzureWebJobsStorage"}  # the host's own storage, always a connection
-    for path in SOURCES:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        reads = _Reads(*_module_constants(tree))
-        reads.visit(tree)
-        names |= reads.names
-        if path.name == "function_app.py":
-            for keyword, value in _decorator_strings(tree):
-                names.update(_BINDING.findall(value))
-                if keyword == "connection" and _NAME.fullmatch(value):
-                    connections.add(value)
-                    names.add(value)
+    for keyword, value in _decorator_strings(ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))):
+        names.update(_BINDING.findall(value))
+        if keyword == "connection" and _NAME.fullmatch(value):
+            connections.add(value)
+            names.add(value)
     return names, connections
+
+
+def code_reads() -> tuple[set[str], set[str]]:
+    """(setting names the code reads, connection names the app's bindings use); the local host's
+    own settings count as read (test_allow_lists_are_not_stale checks that it does read them)."""
+    names, connections = binding_reads()
+    return names | settings_reads() | set(LOCAL_ONLY), connections
 
 
 def bicep_settings() -> set[str]:
@@ -198,18 +130,62 @@ def _missing(wanted: set[str], have: set[str]) -> list[str]:
     return sorted(wanted - have)
 
 
-def test_the_scanner_sees_each_kind_of_read():
-    names, connections = code_reads()
-    assert {"IMPORT_TARGET_REGISTRY",  # env.get("X") in settings.py
-            "IMPORT_MAX_MANIFESTS",  # _int(env, "X", ...)
-            "REGISTRY_AUTH_FILE",  # env["X"]
-            "IMPORT_TIMER_SCHEDULE",  # helper(env) in settings.py, bound by function_app.py
-            "IMPORT_ARM_ENDPOINT",  # env.get(CONSTANT)
-            "APPLICATIONINSIGHTS_CONNECTION_STRING",
-            "IMPORT_MANAGED_IDENTITY_CLIENT_ID"} <= names
-    # for _, name in SECRET_SETTINGS.items(): env.get(name)   (triggers/auth.py)
-    assert "IMPORT_EVENTGRID_SECRET" in names
-    assert "AzureWebJobsStorage" in connections
+def _env_reads(path: Path) -> list[int]:
+    """Lines of `path` that read the process environment (os.environ, os.getenv, environ, getenv)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Name) and node.id in ("environ", "getenv"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                {a.name for a in node.names} & {"environ", "getenv"}:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_settings_and_the_shells_read_the_environment():
+    """Settings is built once, by a shell, and passed down: no other module reads the environment."""
+    readers = {str(p.relative_to(PACKAGE)): _env_reads(p) for p in sorted(PACKAGE.rglob("*.py"))}
+    readers["../function_app.py"] = _env_reads(ROOT / "function_app.py")
+    found = {path: lines for path, lines in readers.items() if lines and not path.startswith(ENV_READERS)}
+    assert found == {}, "read the setting through values/settings.py's Settings instead"
+    assert readers["values/settings.py"], "Settings reads the environment: the check above checks something"
+
+
+def test_settings_reads_are_seen():
+    names = settings_reads()
+    assert {"IMPORT_TARGET_REGISTRY", "IMPORT_MAX_MANIFESTS", "REGISTRY_AUTH_FILE", "IMPORT_ARM_ENDPOINT",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING", "IMPORT_MANAGED_IDENTITY_CLIENT_ID", "IMPORT_EVENTGRID_SECRET",
+            "IMPORT_DEDUPE_WINDOW_SECONDS", "IMPORT_MIRROR_RULES_FILE", "IMPORT_TIMER_SCHEDULE",
+            "IMPORT_QUEUE", "HOME"} <= names
+    assert "AzureWebJobsStorage" in binding_reads()[1]  # connection="AzureWebJobsStorage" in function_app.py
+
+
+def readme_settings() -> dict[str, str]:
+    """README's settings table: name -> its default column, backticks removed ("—" = no default); in
+    a row naming several, `_HARBOR` after `X_GITHUB` is X_HARBOR."""
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("\n## Settings\n"):]
+    table = table[:table.index("\n## ", 1)]
+    rows: dict[str, str] = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", cells[0])
+        first = names[0]
+        for name in names:
+            full = first.rsplit("_", 1)[0] + name if name.startswith("_") else name
+            rows[full] = cells[1].replace("`", "")
+    return rows
+
+
+def test_readme_lists_every_setting_the_app_reads_and_no_other():
+    names, _ = code_reads()
+    listed = set(readme_settings())
+    assert not sorted(names - set(PROCESS_ENV) - listed), "add a row to README's settings table"
+    assert not sorted(listed - names), "README's settings table lists a setting nothing reads"
 
 
 def test_every_setting_read_is_set_by_the_bicep_and_locally():
@@ -237,7 +213,9 @@ def test_allow_lists_are_not_stale():
     everywhere = local_settings() | bicep_settings()
     assert set(HOST_SETTINGS) <= everywhere, "a HOST_SETTINGS entry is set nowhere any more: drop it"
     assert not set(HOST_SETTINGS) & names, "a HOST_SETTINGS entry is read by the code: it is an app setting"
-    assert set(PROCESS_ENV) | set(LOCAL_ONLY) <= names, "a PROCESS_ENV/LOCAL_ONLY entry is read nowhere: drop it"
+    assert set(PROCESS_ENV) <= settings_reads(), "a PROCESS_ENV entry is read nowhere: drop it"
+    devhost = "".join(p.read_text(encoding="utf-8") for p in sorted((PACKAGE / "devhost").glob("*.py")))
+    assert all(f'"{name}"' in devhost for name in LOCAL_ONLY), "a LOCAL_ONLY entry is read nowhere: drop it"
 
 
 def test_bicep_sets_nothing_flex_consumption_or_keyless_storage_refuses():
@@ -279,19 +257,6 @@ def test_every_module_main_bicep_uses_exists_and_takes_the_parameters_given():
 
 # ---- README.md's settings table is what Settings does ---------------------------------------------------
 
-def readme_settings() -> dict[str, str]:
-    """README.md's settings table: setting -> its default column (backticks removed; "—" = no default)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
-    table = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        name = cells[0].strip("`")
-        if len(cells) == 3 and cells[0] == f"`{name}`" and _NAME.fullmatch(name):  # a row, not the header
-            table[name] = cells[1].replace("`", "")
-    return table
-
-
 DESCRIBED_DEFAULTS = {"REGISTRY_AUTH_FILE": "a search order ($DOCKER_CONFIG, then ~/.docker), not one value"}
 
 
@@ -306,8 +271,6 @@ def _other_value(name: str, default: str) -> str:
 def test_every_documented_default_is_the_default_settings_applies():
     """For each setting Settings reads, the README's default is what an unset setting means: setting it
     to that default changes nothing, setting it to another value does."""
-    from importcore.values.settings import Settings
-
     table = readme_settings()
     assert {"AzureWebJobsStorage", "IMPORT_QUEUE", "IMPORT_TIMER_SCHEDULE", "IMPORT_MAX_ATTEMPTS"} <= set(table)
     unset = Settings.from_env({})
@@ -315,11 +278,12 @@ def test_every_documented_default_is_the_default_settings_applies():
     for name, default in table.items():
         if default in ("", "empty") or default.startswith("—") or name in DESCRIBED_DEFAULTS:
             continue  # required, nothing by default, or not one value
-        if Settings.from_env({name: _other_value(name, default)}) == unset:
-            continue  # not read by Settings (e.g. a trigger secret header name)
+        assert Settings.from_env({name: _other_value(name, default)}) != unset, \
+            f"README gives {name} a default, but Settings does not read it"
         assert Settings.from_env({name: default}) == unset, f"README's default of {name} is not Settings' default"
         checked.append(name)
     assert {"IMPORT_QUEUE", "IMPORT_JOBS_TABLE", "IMPORT_TIMER_SCHEDULE", "IMPORT_SYNC_TIMER_SCHEDULE",
             "IMPORT_MAX_MANIFESTS", "IMPORT_PUBLIC_REGISTRIES", "IMPORT_ARM_ENDPOINT",
-            "IMPORT_FUNCTION_TIMEOUT_SECONDS"} <= set(checked)
+            "IMPORT_FUNCTION_TIMEOUT_SECONDS", "IMPORT_DEDUPE_WINDOW_SECONDS",
+            "IMPORT_WEBHOOK_SECRET_HEADER"} <= set(checked)
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import pytest
 
 import importcore.observe.telemetry as telemetry_module
+from importcore.values.settings import Settings
 
 
 @pytest.fixture
@@ -24,17 +25,17 @@ def telemetry():
 
 
 def test_everything_is_a_no_op_without_a_connection_string(telemetry):
-    assert telemetry.configure({}) is False and not telemetry.enabled()
+    assert telemetry.configure(None) is False and not telemetry.enabled()
     with telemetry.span("import", job_id="j", source="docker.io/library/x") as s:
         assert s is None
     telemetry.count("import.bytes", 10, outcome="copied")
-    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is False  # once
+    assert telemetry.configure("InstrumentationKey=x") is False  # once
 
 
 def test_missing_package_warns_and_stays_off(telemetry, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", None)  # import fails
     with caplog.at_level(logging.WARNING, logger="importcore.observe.telemetry"):
-        assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is False
+        assert telemetry.configure("InstrumentationKey=x") is False
     assert "azure-monitor-opentelemetry is not installed" in caplog.text
     with telemetry.span("import") as s:
         assert s is None
@@ -80,7 +81,8 @@ def otel(monkeypatch):
 
 
 def test_spans_and_counters_with_a_connection_string(telemetry, otel):
-    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=abc"}) is True
+    settings = Settings.from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING": " InstrumentationKey=abc "})
+    assert telemetry.configure(settings.applicationinsights_connection_string) is True
     assert otel.configured[0]["connection_string"] == "InstrumentationKey=abc"
     assert otel.configured[0]["disable_logging"] is True
     assert otel.configured[0]["instrumentation_options"]["httpx"] == {"enabled": False}
@@ -141,7 +143,7 @@ def test_an_import_makes_one_span_per_blob_carrying_the_job_id(telemetry, otel, 
     from importcore.cli import main
     from tests.support.images import Pusher, push_index
 
-    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is True
+    assert telemetry.configure("InstrumentationKey=x") is True
     with Pusher(source_registry) as p:
         pushed = push_index(p, unique_repo, "v1")
     with telemetry.job_scope("job-42"):

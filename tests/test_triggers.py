@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,18 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from importcore.values.errors import ImporterError, LimitExceeded, UsageError
+from importcore.values.errors import (
+    ImporterError, LimitExceeded, UnknownProvider, UsageError, WebhookAuthError, WebhookNotConfigured,
+)
 from importcore.values.reference import Reference, TargetSpec
+from importcore.values.settings import Settings
 from importcore.triggers import (
     MAX_BODY_BYTES,
     PushEvent,
     TriggerSecrets,
-    UnknownProvider,
-    WebhookAuthError,
-    WebhookNotConfigured,
     cloudevents_handshake,
     dedupe_key,
-    dedupe_window,
     github_signature_ok,
     parse_eventgrid,
     parse_webhook,
@@ -228,7 +228,7 @@ def test_acr_chart_push_without_a_registry_is_a_usage_error():
 
 def test_dockerhub_events_need_resolution():
     event = parse_webhook("dockerhub", body("dockerhub_push.json")).events[0]
-    assert event.needs_resolution and event.reference == Reference("docker.io", "svendowideit/testhook", "latest")
+    assert event.digest is None and event.reference == Reference("docker.io", "svendowideit/testhook", "latest")
 
 
 def test_github_ping_and_other_events_are_ignored():
@@ -476,8 +476,8 @@ def test_shared_secret_header_refused(provider, headers):
 
 
 def test_secret_header_name_is_configurable():
-    secrets = TriggerSecrets.from_env({"IMPORT_WEBHOOK_SECRET_ACR": SECRET,
-                                       "IMPORT_WEBHOOK_SECRET_HEADER": "X-Acr-Key"})
+    secrets = TriggerSecrets.from_settings(Settings.from_env({"IMPORT_WEBHOOK_SECRET_ACR": SECRET,
+                                                              "IMPORT_WEBHOOK_SECRET_HEADER": "X-Acr-Key"}))
     verify_webhook("acr", {"X-Acr-Key": SECRET}, {}, b"{}", secrets)
     with pytest.raises(WebhookAuthError):
         verify_webhook("acr", {"X-Webhook-Secret": SECRET}, {}, b"{}", secrets)
@@ -515,15 +515,17 @@ def test_verify_unknown_provider():
         verify_webhook("quay", {}, {}, b"{}", SECRETS)
 
 
-def test_trigger_secrets_from_env():
+def test_trigger_secrets_from_settings():
     env = {"IMPORT_WEBHOOK_SECRET_GITHUB": SECRET, "IMPORT_EVENTGRID_SECRET": SECRET + "-eg"}
-    secrets = TriggerSecrets.from_env(env)
+    app_settings = Settings.from_env(env)
+    secrets = TriggerSecrets.from_settings(app_settings)
     assert secrets.github == SECRET and secrets.eventgrid == SECRET + "-eg" and secrets.harbor is None
     assert SECRET not in repr(secrets) and "github" in repr(secrets)
+    assert SECRET not in repr(app_settings)
     with pytest.raises(UsageError, match="IMPORT_WEBHOOK_SECRET_DOCKERHUB"):
-        TriggerSecrets.from_env({"IMPORT_WEBHOOK_SECRET_DOCKERHUB": "short"})
+        TriggerSecrets.from_settings(Settings.from_env({"IMPORT_WEBHOOK_SECRET_DOCKERHUB": "short"}))
     with pytest.raises(UsageError, match="IMPORT_WEBHOOK_SECRET_HEADER"):
-        TriggerSecrets.from_env({"IMPORT_WEBHOOK_SECRET_HEADER": "Bad Header: x"})
+        TriggerSecrets.from_settings(Settings.from_env({"IMPORT_WEBHOOK_SECRET_HEADER": "Bad Header: x"}))
 
 
 def test_secret_matches_is_exact():
@@ -544,13 +546,13 @@ def test_dedupe_key():
     target = TargetSpec("mirror/team/app", "v1")
     key = dedupe_key(src, "target.azurecr.io", target)
     assert len(key) == 64 and all(c in "0123456789abcdef" for c in key)
-    assert key == dedupe_key(src.with_tag("latest"), "TARGET.azurecr.io", target)  # same bytes, same place
+    assert key == dedupe_key(replace(src, tag="latest"), "TARGET.azurecr.io", target)  # same bytes, same place
     assert key != dedupe_key(src, "target.azurecr.io", TargetSpec("mirror/team/app", "v2"))
     assert key != dedupe_key(src, "other.azurecr.io", target)
     assert key != dedupe_key(Reference("registry.example.com", "team/app", "v1", "sha256:" + "b" * 64),
                              "target.azurecr.io", target)
     by_tag = Reference("docker.io", "library/nginx", "1.25")
-    assert dedupe_key(by_tag, "t.io", target) != dedupe_key(by_tag.with_tag("1.26"), "t.io", target)
+    assert dedupe_key(by_tag, "t.io", target) != dedupe_key(replace(by_tag, tag="1.26"), "t.io", target)
 
 
 def test_target_key_ignores_the_source():
@@ -564,17 +566,18 @@ def test_within_window():
     t0 = datetime(2024, 5, 6, 18, 0, tzinfo=timezone.utc)
     assert within_window(t0, t0 + timedelta(minutes=9), timedelta(minutes=10))
     assert not within_window(t0, t0 + timedelta(minutes=10), timedelta(minutes=10))
-    assert within_window(t0, t0 - timedelta(seconds=5))  # clock skew: still a duplicate
-    assert within_window(t0.replace(tzinfo=None), t0 + timedelta(minutes=1))  # naive = UTC
+    assert within_window(t0, t0 - timedelta(seconds=5), timedelta(minutes=10))  # clock skew: still a duplicate
+    assert within_window(t0.replace(tzinfo=None), t0 + timedelta(minutes=1), timedelta(minutes=10))  # naive = UTC
     assert not within_window(t0, t0, timedelta(0))  # window 0: de-duplication off
 
 
 def test_dedupe_window_setting():
-    assert dedupe_window({}) == timedelta(minutes=10)
-    assert dedupe_window({"IMPORT_DEDUPE_WINDOW_SECONDS": "30"}) == timedelta(seconds=30)
+    assert Settings.from_env({}).dedupe_window_seconds == 600
+    assert Settings.from_env({"IMPORT_DEDUPE_WINDOW_SECONDS": "30"}).dedupe_window_seconds == 30
+    assert Settings.from_env({"IMPORT_DEDUPE_WINDOW_SECONDS": "0"}).dedupe_window_seconds == 0  # off
     for bad in ("x", "-1"):
         with pytest.raises(UsageError, match="IMPORT_DEDUPE_WINDOW_SECONDS"):
-            dedupe_window({"IMPORT_DEDUPE_WINDOW_SECONDS": bad})
+            Settings.from_env({"IMPORT_DEDUPE_WINDOW_SECONDS": bad})
 
 
 # -- the curl examples in docs/events.md are real deliveries --------------------------------------

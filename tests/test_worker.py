@@ -35,7 +35,7 @@ def body(registry_host: str, image: str, *tags: str, **extra) -> dict:
 def count_executions(app, *, before=None) -> list:
     """Wrap the service's copy engine: returns the list of requests it was asked to run."""
     worker = app.service().worker
-    calls, real = [], worker._execute
+    calls, real = [], worker._run_request
 
     def counted(request, settings, **kw):
         calls.append(request)
@@ -43,7 +43,7 @@ def count_executions(app, *, before=None) -> list:
             before()
         return real(request, settings, **kw)
 
-    worker._execute = counted
+    worker._run_request = counted
     return calls
 
 
@@ -81,8 +81,8 @@ def queued_job(app_host_factory, source_registry, unique_repo):
 def test_same_message_twice_copies_once(queued_job):
     app, job, message, pushed = queued_job
     calls = count_executions(app)
-    assert app.service().process(message) == "succeeded"
-    assert app.service().process(message, dequeue_count=2) == "done-already"
+    assert app.service().process_message(message) == "succeeded"
+    assert app.service().process_message(message, dequeue_count=2) == "done-already"
     assert len(calls) == 1
     done = app.status(job["id"])
     assert (done["status"], done["attempts"], done["result"]["digest"]) == ("Succeeded", 1, pushed.digest)
@@ -107,7 +107,7 @@ def test_same_message_concurrently_is_claimed_once(queued_job):
 
     svc.store.get = get_then_wait
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(svc.process(message))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: outcomes.append(svc.process_message(message))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -218,7 +218,7 @@ def test_retry_after_is_honoured(app_host_factory, busy_registry, unique_repo):
     assert app.service().sweep() == ZERO  # not due: the timer leaves it alone
     # A stray duplicate of the message arriving early does not cut the wait short.
     stray = json.dumps({"v": 1, "jobId": job_id})
-    assert app.service().process(stray) == "not-due"
+    assert app.service().process_message(stray) == "not-due"
     assert len(_Unavailable.requests) == 1
 
 
@@ -253,7 +253,7 @@ def test_message_that_keeps_failing_ends_in_the_poison_queue(app_host_factory, s
         attempts.append(request)
         raise RuntimeError("engine bug")
 
-    app.service().worker._execute = broken
+    app.service().worker._run_request = broken
     with Pusher(source_registry) as p:
         push_image(p, unique_repo, "1")
     job_id = app.post_import(body(source_registry.host, f"{unique_repo}:1", f"{unique_repo}:1")).json()["id"]
@@ -311,7 +311,7 @@ def test_expired_lease_is_recovered_and_sweep_is_idempotent(queued_job, target_r
     record.lease_until, record.next_attempt_at = iso(utcnow() + dt.timedelta(minutes=5)), None
     record.uploads = svc.worker._seal([{"repository": unique_repo, "location": location}])
     svc.store.save(record)
-    assert svc.process(message) == "running-elsewhere"  # while the lease holds, nobody else starts it
+    assert svc.process_message(message) == "running-elsewhere"  # while the lease holds, nobody else starts it
     assert svc.sweep() == ZERO
     record.lease_until = iso(utcnow() - dt.timedelta(seconds=5))
     svc.store.save(record)
@@ -327,8 +327,8 @@ def test_expired_lease_is_recovered_and_sweep_is_idempotent(queued_job, target_r
     assert recovered["error"]["code"] == "WorkerLost" and recovered["error"]["retryable"] is True
     messages = decoded(app.peek())
     assert messages == [{"v": 1, "jobId": job["id"]}] * 2  # the original and the timer's
-    assert svc.process(json.dumps(messages[0])) == "succeeded"
-    assert svc.process(json.dumps(messages[1])) == "done-already"
+    assert svc.process_message(json.dumps(messages[0])) == "succeeded"
+    assert svc.process_message(json.dumps(messages[1])) == "done-already"
     done = app.status(job["id"])
     assert (done["status"], done["attempts"], done["result"]["digest"]) == ("Succeeded", 2, pushed.digest)
 
@@ -345,7 +345,7 @@ def test_expired_lease_on_redelivery_cancels_the_dead_attempts_uploads(queued_jo
     record.uploads = svc.worker._seal([{"repository": unique_repo, "location": location}])
     svc.store.save(record)
 
-    assert svc.process(message) == "succeeded"
+    assert svc.process_message(message) == "succeeded"
 
     done = app.status(job["id"])
     assert (done["status"], done["attempts"]) == ("Succeeded", 2)
@@ -358,7 +358,7 @@ def test_status_shows_live_progress_while_running(app_host_factory, source_regis
     monkeypatch.setattr("importcore.service.worker.PROGRESS_EVERY", 0.0)  # every change is written
     app = app_host_factory(IMPORT_BLOB_CONCURRENCY="1")  # one blob at a time: pausing one pauses the copy
     worker = app.service().worker
-    real, paused, resume = worker._execute, threading.Event(), threading.Event()
+    real, paused, resume = worker._run_request, threading.Event(), threading.Event()
 
     def pausing(request, settings, *, on_progress, on_session, **kw):
         def progress(p):
@@ -368,7 +368,7 @@ def test_status_shows_live_progress_while_running(app_host_factory, source_regis
                 resume.wait(20)
         return real(request, settings, on_progress=progress, on_session=on_session, **kw)
 
-    worker._execute = pausing
+    worker._run_request = pausing
     with Pusher(source_registry) as p:
         pushed = push_image(p, unique_repo, "1", layers=[4096, 8192, 16384])
     job_id = app.post_import(body(source_registry.host, f"{unique_repo}:1", f"{unique_repo}:1")).json()["id"]
@@ -419,7 +419,7 @@ def test_lost_worker_on_the_last_attempt_is_failed_by_the_timer(queued_job):
     assert (failed["status"], failed["attempts"]) == ("Failed", svc.settings.max_attempts)
     assert failed["error"]["code"] == "WorkerLost" and failed["error"]["retryable"] is False
     assert failed["error"]["message"].startswith(f"gave up after {svc.settings.max_attempts} attempts")
-    assert svc.process(message) == "done-already"
+    assert svc.process_message(message) == "done-already"
     assert decoded(app.peek()) == [{"v": 1, "jobId": job["id"]}]  # only the original: nothing re-enqueued
 
 
@@ -433,7 +433,7 @@ def test_the_target_tags_lane_is_left_when_the_job_finishes(queued_job):
         return [e for e in app.entities() if e["PartitionKey"].startswith("lane-")]
 
     assert [e["jobId"] for e in lanes()] == [job["id"]]
-    assert svc.process(message) == "succeeded"
+    assert svc.process_message(message) == "succeeded"
     assert lanes() == []
 
     # A row left behind by a job record that no longer exists (expired, or deleted by hand).
@@ -442,5 +442,5 @@ def test_the_target_tags_lane_is_left_when_the_job_finishes(queued_job):
                                     "jobId": "gone"})
     host, _, image = job["source"].partition("/")
     again = app.post_import(body(host, image, job["targets"][0])).json()
-    assert svc.process(json.dumps({"v": 1, "jobId": again["id"]})) == "succeeded"
+    assert svc.process_message(json.dumps({"v": 1, "jobId": again["id"]})) == "succeeded"
     assert lanes() == []  # the ghost row was cleaned up on the way

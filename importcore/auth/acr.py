@@ -25,12 +25,13 @@ from typing import NamedTuple, Protocol
 
 import httpx
 
+from ..net.bodies import MAX_JSON_BODY, send_capped
 from ..values.arm import ACR_SUFFIXES
 from ..values.errors import AuthError, RegistryError, TransportError
 from .challenge import Challenge
 
 __all__ = ["ACR_AUDIENCE", "AccessToken", "AcrTokenProvider", "TokenCredential", "is_acr_login_server",
-           "is_entra_token", "jwt_claims", "jwt_expiry", "read_capped"]
+           "is_entra_token", "jwt_claims", "jwt_expiry"]
 
 # ACR's own audience: accepted even where a registry refuses ARM-audience tokens
 # (azureADAuthenticationAsArmPolicy disabled, learn.microsoft.com container-registry-disable-authentication-as-arm).
@@ -38,7 +39,6 @@ ACR_AUDIENCE = "https://containerregistry.azure.net/.default"
 # Issuers of Entra ID access tokens (v1 and v2 endpoints; public, China, US Government clouds).
 _ENTRA_ISSUERS = ("https://sts.windows.net/", "https://login.microsoftonline.com/", "https://sts.chinacloudapi.cn/",
                   "https://login.chinacloudapi.cn/", "https://login.microsoftonline.us/")
-_MAX_BODY = 256 * 1024
 _FALLBACK_LIFETIME = 300.0  # a token whose exp we cannot read is trusted this long
 _MAX_MARGIN = 300.0  # renew at most this long before exp (and at most a quarter of the lifetime)
 
@@ -144,14 +144,14 @@ class AcrTokenProvider:
     def _realm(self, challenge: Challenge) -> httpx.URL:
         realm = httpx.URL(challenge.realm or "")
         if realm.scheme not in ("http", "https") or not realm.host:
-            raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
+            raise AuthError(f"{self.registry} sent an unusable token realm")
         if realm.scheme != "https" and not self._plain_http:
-            raise AuthError(f"{self.registry}: refusing to send an Entra ID token to a plain-http realm", status=401)
+            raise AuthError(f"{self.registry}: refusing to send an Entra ID token to a plain-http realm")
         # The Entra token is worth more than any one registry: it goes to the registry's own host only
         # (ACR's realm is https://<login server>/oauth2/token), never to a host a challenge names.
         if realm.host.lower() != self.registry.lower().split(":")[0]:
             raise AuthError(f"{self.registry}: its token realm is on another host ({realm.host}); "
-                            "not sending an Entra ID token there", status=401)
+                            "not sending an Entra ID token there")
         return realm
 
     def _access_token(self, realm: httpx.URL, service: str, scopes: tuple[str, ...]) -> _Cached:
@@ -192,11 +192,11 @@ class AcrTokenProvider:
     def _post(self, url: httpx.URL, form: dict[str, str], what: str) -> tuple[int, object]:
         where = f"{self.registry} {what}"
         try:
-            body, response = read_capped(self._http, self._http.build_request("POST", url, data=form), _MAX_BODY)
+            body, response = send_capped(self._http, self._http.build_request("POST", url, data=form), MAX_JSON_BODY)
         except httpx.HTTPError as exc:
             raise TransportError(f"{where}: {exc.__class__.__name__}") from None
         if body is None:
-            raise AuthError(f"{where} answered with more than {_MAX_BODY} bytes, too long for a token",
+            raise AuthError(f"{where} answered with more than {MAX_JSON_BODY} bytes, too long for a token",
                             status=response.status_code)
         try:
             data = json.loads(body) if body else None
@@ -216,23 +216,8 @@ class AcrTokenProvider:
             raise RegistryError(f"{where} answered {status}{_detail(data)}", status=status)
         token = data.get(field) if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise AuthError(f"{where} answered without a {field}", status=200)
+            raise AuthError(f"{where} answered without a {field}")
         return token
-
-
-def read_capped(http: httpx.Client, request: httpx.Request, limit: int) -> tuple[bytes | None, httpx.Response]:
-    """Send and read at most `limit` bytes of the answer (None: it was longer), never buffering more."""
-    response = http.send(request, stream=True)
-    try:
-        chunks, total = [], 0
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                return None, response
-        return b"".join(chunks), response
-    finally:
-        response.close()
 
 
 def _detail(data: object) -> str:

@@ -105,19 +105,18 @@ def _from_helper(helper: str, server: str, *, missing_ok: bool = False) -> Crede
     except (OSError, subprocess.TimeoutExpired):
         if missing_ok:
             return None
-        raise AuthError(f"credential helper docker-credential-{helper} could not be run", status=0) from None
+        raise AuthError(f"credential helper docker-credential-{helper} could not be run") from None
     if done.returncode != 0:
         if missing_ok:
             return None
-        raise AuthError(f"credential helper docker-credential-{helper} found no credentials for {server}", status=0)
+        raise AuthError(f"credential helper docker-credential-{helper} found no credentials for {server}")
     try:
         data = json.loads(done.stdout)
     except ValueError:
-        raise AuthError(f"credential helper docker-credential-{helper} answered something that is not JSON",
-                        status=0) from None
+        raise AuthError(f"credential helper docker-credential-{helper} answered something that is not JSON") \
+            from None
     if not isinstance(data, dict):
-        raise AuthError(f"credential helper docker-credential-{helper} answered JSON that is not an object",
-                        status=0)
+        raise AuthError(f"credential helper docker-credential-{helper} answered JSON that is not an object")
     user, secret = data.get("Username"), data.get("Secret")
     if user == "<token>":
         return Credential(password=secret)

@@ -12,22 +12,33 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Protocol
 
 import httpx
 
+from ..net.bodies import MAX_JSON_BODY, send_capped
 from ..values.errors import AuthError, HostNotAllowed, RegistryError, TransportError
 from .challenge import Challenge, parse_challenges
 from .credentials import Credential
 
-__all__ = ["SCOPES", "RegistryAuth", "scopes_for"]
+__all__ = ["SCOPES", "RegistryAuth", "TokenProvider", "scopes_for"]
 
 SCOPES = "importcore.scopes"  # request.extensions key: the scopes this request needs
-_MAX_TOKEN_BODY = 256 * 1024
 
 
 def scopes_for(repository: str, *actions: str) -> str:
     return f"repository:{repository}:{','.join(actions)}"
+
+
+class TokenProvider(Protocol):
+    """Another source of bearer tokens than the realm (auth.acr.AcrTokenProvider: ACR's Entra exchange)."""
+
+    def __call__(self, challenge: Challenge, scopes: Sequence[str]) -> tuple[str, float]:
+        """A token for `scopes` and how many seconds it may be used."""
+
+    def forget(self, scopes: Sequence[str]) -> None:
+        """Drop a cached token the registry refused."""
 
 
 def _basic(username: str, password: str) -> str:
@@ -39,7 +50,7 @@ class RegistryAuth(httpx.Auth):
 
     def __init__(self, registry: str, credential: Credential | None, *, http: httpx.Client,
                  plain_http: bool = False, clock: Callable[[], float] = time.monotonic,
-                 token_provider: Callable[[Challenge, list[str]], tuple[str, float]] | None = None) -> None:
+                 token_provider: TokenProvider | None = None) -> None:
         self.registry = registry
         self._plain_http = plain_http  # an operator-listed http registry may have an http realm
         self.credential = credential
@@ -97,50 +108,45 @@ class RegistryAuth(httpx.Auth):
         return False
 
     def _fetch_token(self, challenge: Challenge, scopes: Iterable[str]) -> tuple[str, float]:
-        try:
-            realm = httpx.URL(challenge.realm or "")
-        except httpx.InvalidURL:  # e.g. realm="http://0177.0.0.1/": the challenge is the registry's to write
-            realm = httpx.URL("")
-        if realm.scheme not in ("http", "https") or not realm.host:
-            raise AuthError(f"{self.registry} sent an unusable token realm", status=401)
+        """A bearer token for `scopes` and the clock time to stop using it."""
+        realm = _realm(challenge, self.registry)
         scopes = list(scopes) or [s for s in challenge.params.get("scope", "").split(" ") if s]
+        self.token_requests += 1
         if self.token_provider is not None:
-            self.token_requests += 1
             token, valid_for = self.token_provider(challenge, scopes)
             return token, self._clock() + valid_for
-        params = [("service", challenge.params["service"])] if "service" in challenge.params else []
-        params += [("scope", s) for s in scopes]
-        cred = self.credential
+        if self.credential and self.credential.registry_token:
+            return self.credential.registry_token, self._clock() + 3600
         where = f"token service {realm.host} for {self.registry}"
-        self.token_requests += 1
+        body, response = self._ask(self._token_request(realm, challenge, scopes, where), where)
+        token, expires_in = _token_from(body, response, where, self.credential)
+        # Renew a little before the registry would start answering 401.
+        return token, self._clock() + expires_in - min(30.0, expires_in / 4)
+
+    def _token_request(self, realm: httpx.URL, challenge: Challenge, scopes: list[str], where: str) -> httpx.Request:
+        """The token spec's GET (Basic credentials, or anonymous), or the OAuth2 refresh-token POST."""
+        service = challenge.params.get("service")
+        cred = self.credential
+        if cred and cred.identity_token:
+            # OAuth2 refresh-token grant, as docker does with an identitytoken
+            form = ({"service": service} if service is not None else {}) | {
+                "scope": " ".join(scopes), "grant_type": "refresh_token", "refresh_token": cred.identity_token,
+                "client_id": "registry-importer"}
+            return self._http.build_request("POST", realm, data=form)
+        headers = {}
+        if cred and cred.username:
+            if realm.scheme != "https" and not self._plain_http:
+                raise AuthError(f"{where}: refusing to send credentials to a plain-http realm")
+            headers["Authorization"] = _basic(cred.username, cred.password or "")
+        params = ([("service", service)] if service is not None else []) + [("scope", s) for s in scopes]
+        return self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
+
+    def _ask(self, request: httpx.Request, where: str) -> tuple[bytes | None, httpx.Response]:
+        """Send a token request; its failures name the token service."""
         try:
-            if cred and cred.registry_token:
-                return cred.registry_token, self._clock() + 3600
-            if cred and cred.identity_token:
-                # OAuth2 refresh-token grant, as docker does with an identitytoken
-                form = dict(params[:1]) | {"scope": " ".join(scopes), "grant_type": "refresh_token",
-                                           "refresh_token": cred.identity_token, "client_id": "registry-importer"}
-                request = self._http.build_request("POST", realm, data=form)
-            else:
-                headers = {}
-                if cred and cred.username:
-                    if realm.scheme != "https" and not self._plain_http:
-                        raise AuthError(f"{where}: refusing to send credentials to a plain-http realm", status=401)
-                    headers["Authorization"] = _basic(cred.username, cred.password or "")
-                request = self._http.build_request("GET", realm.copy_with(params=params), headers=headers)
-            # Streamed and read only up to the cap (+1 to tell "too long"): the realm is whatever
-            # the registry's challenge says, and an endless body must not be buffered first.
-            response = self._http.send(request, stream=True)
-            try:
-                chunks, total = [], 0
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > _MAX_TOKEN_BODY:
-                        break
-                body = b"".join(chunks)[:_MAX_TOKEN_BODY + 1]
-            finally:
-                response.close()
+            # Streamed and read only up to the cap: the realm is whatever the registry's challenge
+            # says, and an endless body must not be buffered first.
+            return send_capped(self._http, request, MAX_JSON_BODY)
         except HostNotAllowed as exc:
             # The realm comes from the registry's challenge: name it as the thing refused.
             raise HostNotAllowed(f"{where}: the token realm is not allowed: {exc.message}",
@@ -149,23 +155,38 @@ class RegistryAuth(httpx.Auth):
             raise TransportError(f"{where}: {exc.message}", target=exc.target) from None
         except httpx.HTTPError as exc:
             raise TransportError(f"{where}: {exc.__class__.__name__}") from None
-        if response.status_code in (401, 403):
-            hint = ("the identity token was refused" if cred and cred.identity_token
-                    else "the username or password is wrong" if cred else "anonymous access is not allowed")
-            raise AuthError(f"{where} refused the credentials ({response.status_code}): {hint}",
-                            status=response.status_code, codes=("UNAUTHORIZED",))
-        if response.status_code != 200:
-            raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
-        if len(body) > _MAX_TOKEN_BODY:
-            raise AuthError(f"{where} answered with more than {_MAX_TOKEN_BODY} bytes, too long for a token",
-                            status=200)
-        try:
-            data = json.loads(body)
-            token = data.get("token") or data.get("access_token")
-            expires_in = float(data.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            raise AuthError(f"{where} answered with an unreadable token", status=200) from None
-        if not isinstance(token, str) or not token:
-            raise AuthError(f"{where} answered without a token", status=200)
-        # Renew a little before the registry would start answering 401.
-        return token, self._clock() + expires_in - min(30.0, expires_in / 4)
+
+
+def _realm(challenge: Challenge, registry: str) -> httpx.URL:
+    """The challenge's token realm, if it is an http(s) URL with a host."""
+    try:
+        realm = httpx.URL(challenge.realm or "")
+    except httpx.InvalidURL:  # e.g. realm="http://0177.0.0.1/": the challenge is the registry's to write
+        realm = httpx.URL("")
+    if realm.scheme not in ("http", "https") or not realm.host:
+        raise AuthError(f"{registry} sent an unusable token realm")
+    return realm
+
+
+def _token_from(body: bytes | None, response: httpx.Response, where: str,
+                cred: Credential | None) -> tuple[str, float]:
+    """(token, seconds it is valid) from a token service's answer (token spec: token or access_token,
+    expires_in defaulting to 60)."""
+    if response.status_code in (401, 403):
+        hint = ("the identity token was refused" if cred and cred.identity_token
+                else "the username or password is wrong" if cred else "anonymous access is not allowed")
+        raise AuthError(f"{where} refused the credentials ({response.status_code}): {hint}",
+                        status=response.status_code, codes=("UNAUTHORIZED",))
+    if response.status_code != 200:
+        raise RegistryError(f"{where} answered {response.status_code}", status=response.status_code)
+    if body is None:
+        raise AuthError(f"{where} answered with more than {MAX_JSON_BODY} bytes, too long for a token")
+    try:
+        data = json.loads(body)
+        token = data.get("token") or data.get("access_token")
+        expires_in = float(data.get("expires_in") or 60)
+    except (ValueError, AttributeError, TypeError):
+        raise AuthError(f"{where} answered with an unreadable token") from None
+    if not isinstance(token, str) or not token:
+        raise AuthError(f"{where} answered without a token")
+    return token, expires_in

@@ -8,27 +8,25 @@ know azure.core's exception types.
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..values.errors import AuthError
 from .acr import AccessToken, TokenCredential, jwt_expiry
 
-__all__ = ["MANAGED_IDENTITY_CLIENT_ID", "StaticTokenCredential", "build_credential", "credential_from_env"]
+__all__ = ["StaticTokenCredential", "app_identity", "build_credential"]
 
-# The client id of a user-assigned managed identity; unset = the system-assigned one (or the
-# DefaultAzureCredential chain: environment, workload identity, managed identity, az login).
-MANAGED_IDENTITY_CLIENT_ID = "IMPORT_MANAGED_IDENTITY_CLIENT_ID"
+if TYPE_CHECKING:  # azure-core is imported at run time only once a credential is built
+    from azure.core.credentials import TokenCredential as AzureTokenCredential
 
 
 class _Checked:
     """A TokenCredential whose failures are AuthErrors naming the identity and the audience."""
 
-    def __init__(self, inner: object, describe: str) -> None:
+    def __init__(self, inner: AzureTokenCredential, describe: str) -> None:
         self._inner = inner
         self._describe = describe
 
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         from azure.core.exceptions import ClientAuthenticationError
 
         try:
@@ -36,8 +34,8 @@ class _Checked:
         except ClientAuthenticationError as exc:  # CredentialUnavailableError is one too
             first = str(getattr(exc, "message", None) or exc).strip().splitlines()
             reason = first[0][:300] if first else exc.__class__.__name__
-            raise AuthError(f"could not get an Entra ID token for {' '.join(scopes)} as {self._describe}: {reason}",
-                            status=401) from None
+            raise AuthError(f"could not get an Entra ID token for {' '.join(scopes)} as {self._describe}: {reason}") \
+                from None
         return AccessToken(token.token, int(token.expires_on))
 
     def close(self) -> None:
@@ -50,7 +48,9 @@ class _Checked:
 
 
 def build_credential(client_id: str | None = None) -> TokenCredential:
-    """ManagedIdentityCredential(client_id) for a user-assigned identity, else DefaultAzureCredential."""
+    """ManagedIdentityCredential(client_id) for a user-assigned identity (IMPORT_MANAGED_IDENTITY_CLIENT_ID),
+    else DefaultAzureCredential: the system-assigned identity, or the chain's environment, workload
+    identity and az login."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if client_id:
@@ -67,11 +67,6 @@ def app_identity(client_id: str | None = None) -> TokenCredential:
     return build_credential(client_id)
 
 
-def credential_from_env(env: Mapping[str, str] | None = None) -> TokenCredential:
-    env = os.environ if env is None else env
-    return build_credential((env.get(MANAGED_IDENTITY_CLIENT_ID) or "").strip() or None)
-
-
 class StaticTokenCredential:
     """An Entra ID access token someone handed us (az acr import's password-as-token for an ACR in
     another tenant: `az account get-access-token --resource https://containerregistry.azure.net`)."""
@@ -82,7 +77,7 @@ class StaticTokenCredential:
     def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
         expires = jwt_expiry(self._token)
         if expires is None:
-            raise AuthError("the given password is not an Entra ID access token (not a JWT with exp)", status=401)
+            raise AuthError("the given password is not an Entra ID access token (not a JWT with exp)")
         return AccessToken(self._token, int(expires))
 
     def __repr__(self) -> str:

@@ -6,7 +6,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ..auth import Credential
 from ..engine.imagecopy import ImportResult
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     sync_command.add_parser(sub)
     serve = sub.add_parser("serve", help="run function_app.py's functions locally against Azurite")
     serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--app", default="function_app", help="module that defines `app` (default function_app)")
+    serve.add_argument("--host-json", type=Path, default=None, help="default ./host.json")
     return parser
 
 
@@ -159,7 +163,7 @@ def _json(result: ImportResult) -> str:
     return json.dumps(result.to_dict())
 
 
-def _guarded(command) -> int:
+def _guarded(command: Callable[[], int]) -> int:
     """Run a command, turning our errors into one `error: ...` line: 2 for usage, 1 otherwise."""
     try:
         return command()
@@ -180,27 +184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .. import devhost  # the local Functions host is a shell too; imported only when asked
 
-        return devhost.run(port=args.port)
+        return devhost.run(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
     if args.command == "sync":
         return _guarded(lambda: sync_command.run(args))
-    from ..engine.runner import execute
+    return _guarded(lambda: _import(args))
 
-    try:
-        settings = Settings.from_env()
-        request = _request(args, settings)
-        with progress_reporter(enabled=args.output == "text" and sys.stderr.isatty()) as on_progress:
-            result = execute(request, settings, on_progress=on_progress)
-    except UsageError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    except ImporterError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 1
-    if args.output == "json":
-        print(_json(result))
-    else:
-        print(_text(result, request))
+
+def _import(args: argparse.Namespace) -> int:
+    from ..engine.runner import run_request
+
+    settings = Settings.from_env()
+    request = _request(args, settings)
+    with progress_reporter(enabled=args.output == "text" and sys.stderr.isatty()) as on_progress:
+        result = run_request(request, settings, on_progress=on_progress)
+    print(_json(result) if args.output == "json" else _text(result, request))
     return 0

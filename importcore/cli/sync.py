@@ -17,7 +17,7 @@ from ..values.errors import UsageError
 from ..values.settings import Settings
 
 if TYPE_CHECKING:  # the service layer is imported when `sync` runs, not for every command's parser
-    from ..service.sync import RulePass
+    from ..service.syncplan import RulePass
     from ..triggers import MirrorRule
 
 __all__ = ["add_parser", "run"]
@@ -34,10 +34,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
-def _rules(args: argparse.Namespace) -> list[MirrorRule]:
+def _rules(args: argparse.Namespace, settings: Settings) -> list[MirrorRule]:
     from ..triggers import MirrorRules
 
-    rules = MirrorRules.load(args.rules) if args.rules else MirrorRules.from_env()
+    rules = MirrorRules.load(args.rules) if args.rules else MirrorRules.from_settings(settings)
     if not args.rules and rules.source == "<none>":
         raise UsageError("no mirror rules: pass --rules FILE or set IMPORT_MIRROR_RULES_FILE")
     if not rules.sync_rules:
@@ -49,10 +49,10 @@ def _rules(args: argparse.Namespace) -> list[MirrorRule]:
 
 def run(args: argparse.Namespace) -> int:
     """Plan and run each rule; print the report. Raises UsageError for 2 (the caller prints it)."""
-    from ..service.sync import SyncPlanner, run_locally
+    from ..service.syncplan import SyncPlanner, run_locally
 
     settings = Settings.from_env()
-    selected = _rules(args)
+    selected = _rules(args, settings)
     planner = SyncPlanner(settings)
     passes: list[RulePass] = []
     for rule in selected:

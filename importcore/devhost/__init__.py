@@ -4,8 +4,7 @@ It runs a FunctionApp's registered functions (HTTP routes, queue triggers with h
 visibility and poison rules, NCRONTAB timers) against Azure Storage or Azurite. Like the CLI it is a
 shell around importcore, so it may import azure.functions; the rest of importcore must not.
 """
-from .cli import main, run, serve
-from .config import ConfigError
+from .cli import run, serve
 from .host import DevHost
 
-__all__ = ["ConfigError", "DevHost", "main", "run", "serve"]
+__all__ = ["DevHost", "run", "serve"]

@@ -1,7 +1,7 @@
-"""`python -m importcore serve`: load function_app.py, host.json and local.settings.json, run until stopped."""
+"""`python -m importcore serve` (its flags are parsed in cli/commands.py): load function_app.py, host.json
+and local.settings.json, run until stopped."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -12,8 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..values.errors import ImporterError, UsageError
-from .config import ConfigError
+from ..values.errors import ConfigError, ImporterError, UsageError
 from .host import DevHost
 
 log = logging.getLogger("importcore.devhost")
@@ -74,17 +73,6 @@ def serve(*, port: int = 7071, host: str = "127.0.0.1", app_module: str = "funct
     finally:
         log.info("Stopping the host")
         devhost.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse `serve` flags and run; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m importcore serve", description="Run the function app locally.")
-    parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--app", default="function_app", help="module that defines `app` (default function_app)")
-    parser.add_argument("--host-json", type=Path, default=None, help="default ./host.json")
-    args = parser.parse_args(argv)
-    return run(port=args.port, host=args.host, app_module=args.app, host_json=args.host_json)
 
 
 def _read_json(path: Path) -> Any:

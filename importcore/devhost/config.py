@@ -5,12 +5,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..values.errors import ConfigError
+
 _SETTING = re.compile(r"%([^%]+)%")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+)(?::(\d+)(?:\.(\d+))?)?$")
-
-
-class ConfigError(ValueError):
-    """host.json, an app setting or a binding cannot be used."""
 
 
 def resolve(value: str, settings: Mapping[str, str], *, what: str) -> str:

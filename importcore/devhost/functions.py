@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ConfigError, HostConfig, resolve, storage_connection
+from ..values.errors import ConfigError
+from .config import HostConfig, resolve, storage_connection
 
 log = logging.getLogger("importcore.devhost")
 

@@ -42,7 +42,8 @@ def decode(content: str, encoding: str) -> bytes:
 def _storage_failure(exc: Exception) -> str:
     """What went wrong, in a few words: the SDK's messages run to object reprs and request ids."""
     if isinstance(exc, HttpResponseError) and exc.status_code:
-        return f"{exc.status_code} {exc.error_code or exc.reason or ''}".strip() + " (check the account name and key)"
+        code = getattr(exc, "error_code", None)  # the storage SDKs add it to azure-core's error at run time
+        return f"{exc.status_code} {code or exc.reason or ''}".strip() + " (check the account name and key)"
     text = str(exc)
     for words, say in (("refused", "connection refused (is Azurite or the storage account running and reachable?)"),
                        ("Name or service not known", "the host name does not resolve"),
@@ -68,7 +69,8 @@ class Queues:
             key = (connection, queue)
             if key not in self._clients:
                 # Few quick retries: the polling loop is the real retry, and stop must stay prompt.
-                retry = LinearRetry(backoff=0.5, random_jitter_range=0.5, retry_total=2)
+                # The SDK annotates both as int but draws the wait with random.uniform: half seconds work.
+                retry = LinearRetry(backoff=0.5, random_jitter_range=0.5, retry_total=2)  # type: ignore[arg-type]
                 self._clients[key] = QueueClient.from_connection_string(connection, queue, retry_policy=retry)
             return self._clients[key]
 
@@ -254,6 +256,6 @@ class _Lease:
                     return
                 try:
                     updated = self._client.update_message(self._id, self._receipt, visibility_timeout=self._seconds)
-                    self._receipt = updated.pop_receipt
+                    self._receipt = updated.pop_receipt or self._receipt  # the SDK types it optional
                 except Exception as exc:  # noqa: BLE001 - the message may reappear; the function still finishes
                     log.warning("Could not renew the lease of message %s on queue '%s': %s", self._id, self._queue, exc)

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from azure.functions.timer import TimerRequest  # the concrete class the Python worker builds
 from croniter import croniter
 
-from .config import ConfigError, timespan
+from ..values.errors import ConfigError
+from .config import timespan
 from .functions import FunctionSpec, Invoker
 
 log = logging.getLogger("importcore.devhost")

@@ -98,7 +98,7 @@ class Router:
         prefix = f"/{self.prefix}" if self.prefix else ""
         if prefix and not (path.lower() == prefix.lower() or path.lower().startswith(prefix.lower() + "/")):
             return None, {}, set()
-        rest, allowed = path[len(prefix):], set()
+        rest, allowed = path[len(prefix):], set[str]()
         for route in self.routes:
             params = route.match(rest)
             if params is None:
@@ -114,9 +114,10 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "importcore-devhost"
+    server: _Server  # the server that made this handler (make_server's)
 
     def _dispatch(self) -> None:
-        host = self.server.devhost  # type: ignore[attr-defined]
+        host = self.server.devhost
         url = urlsplit(self.path)
         path = url.path  # route values are unquoted after matching, so %2F stays inside one segment
         query = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -271,13 +272,17 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class _TooLarge(ValueError):
-    """The request body exceeds MAX_BODY."""
+    """The request body exceeds MAX_BODY.
+
+    Private and outside values/errors.py on purpose: _read_body raises it and _dispatch answers 413
+    for it, in this module; it never reaches a function or a caller."""
 
 
 class _Server(ThreadingHTTPServer):
     """Reports handler errors (mostly clients hanging up) to the log instead of stderr."""
 
     daemon_threads = True
+    devhost: Any = None  # the DevHost whose functions the handlers call (set by make_server)
     # socketserver's default listen backlog is 5: a burst of new connections overflowed it and
     # clients were reset. Let them wait in the kernel's queue instead (capped at net.core.somaxconn).
     request_queue_size = socket.SOMAXCONN
@@ -292,6 +297,6 @@ class _Server(ThreadingHTTPServer):
 def make_server(devhost: Any, bind: str, port: int) -> ThreadingHTTPServer:
     """A threading server whose handlers reach the DevHost as server.devhost."""
     server = _Server((bind, port), Handler)
-    server.devhost = devhost  # type: ignore[attr-defined]
+    server.devhost = devhost
     return server
 

@@ -27,7 +27,7 @@ that Location can be cancelled or resumed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ from ..values.media import Descriptor
 from ..registry.client import RegistryClient
 from ..net.retry import attempts
 
-__all__ = ["MAX_RECONNECTS", "SMALL_BLOB", "BlobOutcome", "copy_blob"]
+__all__ = ["MAX_RECONNECTS", "SMALL_BLOB", "BlobOutcome", "SessionHook", "copy_blob"]
 
 MAX_RECONNECTS = 3  # per attempt: a source that keeps breaking fails the attempt, attempts() backs off
 # Blobs up to this size are read whole (verified) and sent in one PUT: POST + PUT instead of
@@ -49,6 +49,8 @@ MAX_RECONNECTS = 3  # per attempt: a source that keeps breaking fails the attemp
 # verified body in memory never leaves a half-filled session behind.
 SMALL_BLOB = 1024 * 1024
 
+# Called with (repository, Location) when an upload session opens or moves on, and (repository, None)
+# when it is done with: the worker records open sessions so that a crash leaves them findable.
 SessionHook = Callable[[str, "httpx.URL | None"], None]
 
 
@@ -129,7 +131,7 @@ class _Transfer:
 
     def attempt(self, session: _Session, mount_from: str | None) -> BlobOutcome:
         if session.location is not None:
-            self._check_resumable(session)
+            self._check_resumable(session, session.location)
         small = self.blob.size <= SMALL_BLOB and not session.complete and session.offset == 0
         # A fresh session: the download starts now, beside the POST below (copy_blob's `reads`).
         early: Future[Any] | None = None
@@ -146,32 +148,45 @@ class _Transfer:
                     self._opened(session, location)
             if small:
                 return self._small(session, early=early)
-            if not session.complete:
-                self._stream(session, early)
-            self.target.upload_commit(session.location, self.target_repo, self.blob.digest, self.upload_what)
+            location = session.location if session.complete else self._fill(session, early)
         finally:
             if early is not None:
                 early.add_done_callback(_close_unused)
+        assert location is not None, "a complete session keeps its Location (cancel() clears both)"
+        self.target.uploads.commit(location, self.target_repo, self.blob.digest, self.upload_what)
         session.location = None
         self.on_session(self.target_repo, None)
         return BlobOutcome.COPIED
 
-    def _stream(self, session: _Session, early: Future[Any] | None) -> None:
-        """The source's bytes into the session in one PATCH, from where the session stands."""
+    def _open_feed(self) -> _Feed:
+        """A large blob's download from its first byte, opened up to its response headers."""
+        feed = _Feed(self, 0, self.new_session().hasher)
+        feed.connect()
+        return feed
+
+    def _read_whole(self) -> bytes:
+        """A small blob's bytes, read and verified (progress is reported by the one who uses them)."""
+        feed = _Feed(self, 0, self.new_session().hasher, report=False)
+        feed.connect()
+        body = b"".join(feed)
+        if feed.failure is not None:
+            raise feed.failure
+        return body
+
+    def _fill(self, session: _Session, early: Future[Any] | None = None) -> httpx.URL:
+        """Stream the rest of the blob into the session in one PATCH; -> its Location after that.
+        `early`: the download already opened (a fresh session's), else it is opened here."""
         if early is not None:
-            if session.location is None:
-                self._opened(session, self.target.upload_start(self.target_repo))  # while the GET is out
-            feed = early.result()
+            location = session.location or self._opened(session, self.target.uploads.start(self.target_repo))
+            feed = early.result()  # the source's 404 or 401 now: the session opened meanwhile is cancelled
         else:
             feed = _Feed(self, session.offset, session.hasher.copy())
         try:
             if early is None:
                 feed.connect()  # before opening a session: a source 404 or 401 leaves nothing behind
-                if session.location is None:
-                    self._opened(session, self.target.upload_start(self.target_repo))
+                location = session.location or self._opened(session, self.target.uploads.start(self.target_repo))
             try:
-                location, held = self.target.upload_patch(session.location, self.target_repo, feed,
-                                                          self.upload_what)
+                location, held = self.target.uploads.patch(location, self.target_repo, feed, self.upload_what)
             except RegistryError as exc:
                 if not session.offset or exc.retryable:
                     raise
@@ -190,21 +205,7 @@ class _Transfer:
                                  f"{feed.sent} were sent")
         if feed.failure is not None:
             raise feed.failure
-
-    def _open_feed(self) -> _Feed:
-        """A large blob's download from its first byte, opened up to its response headers."""
-        feed = _Feed(self, 0, self.new_session().hasher)
-        feed.connect()
-        return feed
-
-    def _read_whole(self) -> bytes:
-        """A small blob's bytes, read and verified (progress is reported by the one who uses them)."""
-        feed = _Feed(self, 0, self.new_session().hasher, report=False)
-        feed.connect()
-        body = b"".join(feed)
-        if feed.failure is not None:
-            raise feed.failure
-        return body
+        return location
 
     def _mount(self, mount_from: str) -> tuple[bool, httpx.URL | None]:
         """(mounted, the upload Location a mount that found nothing opened)."""
@@ -229,40 +230,41 @@ class _Transfer:
         try:
             if early is None:
                 body = self._read_whole()
-                location = location or session.location or self.target.upload_start(self.target_repo)
+                location = location or session.location or self.target.uploads.start(self.target_repo)
             else:
-                location = location or session.location or self.target.upload_start(self.target_repo)
+                location = location or session.location or self.target.uploads.start(self.target_repo)
                 body = early.result()
             self.on_bytes(len(body))
-            self.target.upload_commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
+            self.target.uploads.commit(location, self.target_repo, self.blob.digest, self.upload_what, body=body)
         except ImporterError:
             if location is not None and location is not session.location:
-                self.target.upload_cancel(location, self.target_repo)
+                self.target.uploads.cancel(location, self.target_repo)
             raise
         if session.location is not None:
             session.location = None
             self.on_session(self.target_repo, None)
         return BlobOutcome.COPIED
 
-    def _check_resumable(self, session: _Session) -> None:
+    def _check_resumable(self, session: _Session, location: httpx.URL) -> None:
         """Continue a session only where the registry and our hash agree (distribution-spec
         "Resuming an upload": GET <location> -> Range); otherwise cancel it and start over."""
         try:
-            held, fresh = self.target.upload_status(session.location, self.target_repo)
+            held, fresh = self.target.uploads.status(location, self.target_repo)
         except ImporterError:
-            held, fresh = None, session.location
+            held, fresh = None, location
         if held == session.offset:
             self._opened(session, fresh)
         else:
             self.cancel(session)
 
-    def _opened(self, session: _Session, location: httpx.URL) -> None:
+    def _opened(self, session: _Session, location: httpx.URL) -> httpx.URL:
         session.location = location
         self.on_session(self.target_repo, location)  # recorded before bytes flow: a crash leaves it findable
+        return location
 
     def cancel(self, session: _Session) -> None:
         if session.location is not None:
-            self.target.upload_cancel(session.location, self.target_repo)
+            self.target.uploads.cancel(session.location, self.target_repo)
             self.on_session(self.target_repo, None)
         fresh = self.new_session()
         session.location, session.offset, session.hasher, session.complete = None, 0, fresh.hasher, False
@@ -331,58 +333,77 @@ class _Feed:
             self.close()
 
     def _chunks(self) -> Iterator[bytes]:
-        t, size = self.t, self.t.blob.size
-        expected = t.blob.digest.partition(":")[2]
+        """The rest of the blob, each chunk checked before it goes out; after a break that brought new
+        bytes the download is reopened where it stopped (at most MAX_RECONNECTS times)."""
         while True:
             fresh = 0
             try:
-                for chunk in self._response.iter_raw():
-                    if self._skip:
-                        dropped = min(self._skip, len(chunk))
-                        self._skip -= dropped
-                        chunk = chunk[dropped:]
-                    if not chunk:
-                        continue
-                    end = self.sent + len(chunk)
-                    if end > size:
-                        raise IntegrityError(f"{t.what}: the source sent more than the {size} bytes its "
-                                             "descriptor declares", target=t.blob.digest)
-                    if end == size:
-                        # The last chunk goes out only when the whole blob is what was promised.
-                        last = self.hasher.copy()
-                        last.update(chunk)
-                        if last.hexdigest() != expected:
-                            raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
-                                                 f"{t.algorithm}:{last.hexdigest()}", target=t.blob.digest)
-                        self.hasher = last
-                    else:
-                        self.hasher.update(chunk)
+                assert self._response is not None, "connect() opened it, or raised"
+                for chunk in self._unsent(self._response.iter_raw()):
+                    self._check(chunk)
                     fresh += len(chunk)
                     yield chunk
-                    self.sent = end
+                    self.sent += len(chunk)
                     if self.report:
-                        t.on_bytes(len(chunk))
+                        self.t.on_bytes(len(chunk))
+                break
             except httpx.HTTPError as exc:
-                # Reset, timeout, EOF before Content-Length. Resume only after progress: a source that
-                # breaks before sending anything new is left to the attempt's backoff.
-                if not fresh or self.reconnects >= MAX_RECONNECTS:
-                    tries = f", {self.reconnects} reconnects" if self.reconnects else ""
-                    raise TransportError(f"{t.what}: download broke off after {self.sent} of {size} bytes "
-                                         f"({exc.__class__.__name__}{tries})") from None
-                self.reconnects += 1
-                self.connect()
-                continue
-            break
-        if self.sent != size:
-            raise IntegrityError(f"{t.what}: the source sent {self.sent} bytes, the descriptor declares {size}",
+                self._reconnect_after(exc, fresh=fresh)
+        self._check_complete()
+
+    def _unsent(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """`chunks` without the first `_skip` bytes (a source without range support sends them again)."""
+        for chunk in chunks:
+            if self._skip:
+                dropped = min(self._skip, len(chunk))
+                self._skip -= dropped
+                chunk = chunk[dropped:]
+            if chunk:
+                yield chunk
+
+    def _check(self, chunk: bytes) -> None:
+        """Hash `chunk`, refusing it when it runs past the declared size or completes a blob whose
+        digest is wrong: the last chunk goes out only when the whole blob is what was promised."""
+        t, size = self.t, self.t.blob.size
+        end = self.sent + len(chunk)
+        if end > size:
+            raise IntegrityError(f"{t.what}: the source sent more than the {size} bytes its descriptor declares",
                                  target=t.blob.digest)
-        if size == 0 and self.hasher.hexdigest() != expected:
+        if end < size:
+            self.hasher.update(chunk)
+            return
+        last = self.hasher.copy()
+        last.update(chunk)
+        self._verify(last)
+        self.hasher = last
+
+    def _verify(self, hasher: Any) -> None:
+        t = self.t
+        if hasher.hexdigest() != t.blob.digest.partition(":")[2]:
             raise IntegrityError(f"{t.what}: digest mismatch, the content hashes to "
-                                 f"{t.algorithm}:{self.hasher.hexdigest()}", target=t.blob.digest)
+                                 f"{t.algorithm}:{hasher.hexdigest()}", target=t.blob.digest)
+
+    def _reconnect_after(self, exc: httpx.HTTPError, *, fresh: int) -> None:
+        """Reset, timeout, EOF before Content-Length: reopen at `sent`. Only after progress: a source
+        that breaks before sending anything new is left to the attempt's backoff."""
+        if not fresh or self.reconnects >= MAX_RECONNECTS:
+            tries = f", {self.reconnects} reconnects" if self.reconnects else ""
+            raise TransportError(f"{self.t.what}: download broke off after {self.sent} of {self.t.blob.size} bytes "
+                                 f"({exc.__class__.__name__}{tries})") from None
+        self.reconnects += 1
+        self.connect()
+
+    def _check_complete(self) -> None:
+        size = self.t.blob.size
+        if self.sent != size:
+            raise IntegrityError(f"{self.t.what}: the source sent {self.sent} bytes, the descriptor declares {size}",
+                                 target=self.t.blob.digest)
+        if size == 0:
+            self._verify(self.hasher)  # no chunk came to be checked
         self.complete = True
 
 
-def _close_unused(done: Future) -> None:
+def _close_unused(done: Future[Any]) -> None:
     """An early download nobody read (the POST mounted the blob, or failed): let its connection go."""
     if not done.cancelled() and done.exception() is None and isinstance(done.result(), _Feed):
         done.result().close()

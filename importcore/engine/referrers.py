@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import httpx
 
 from ..auth import scopes_for
 from ..values.cosign import signature_tag
@@ -33,7 +31,7 @@ from ..values.errors import ConflictError, LimitExceeded, ManifestError, NotFoun
 from ..values.media import INDEX_TYPES, Descriptor, Manifest, parse_manifest
 from ..values.reference import Reference
 from ..registry.client import RegistryClient
-from .blobcopy import BlobOutcome, copy_blob
+from .blobcopy import BlobOutcome, SessionHook, copy_blob
 from .plan import Limits, Plan, plan_manifest
 
 __all__ = ["COSIGN_SUFFIXES", "Referrer", "ReferrerOptions", "ReferrerStats", "Referrers", "ReferrerLister",
@@ -41,7 +39,6 @@ __all__ = ["COSIGN_SUFFIXES", "Referrer", "ReferrerOptions", "ReferrerStats", "R
 
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-SessionHook = Callable[[str, "httpx.URL | None"], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ def check_targets(targets: tuple[TargetSpec, ...], target_registry: str, *, fiel
 
 def source_by_resource_id(resource_id: str, image: str, *, target: str) -> tuple[Reference, str]:
     """`--registry ID --source repo[:tag|@digest]` (az acr import): the reference is parsed against the
-    registry's default login server; execute() swaps in the one ARM reports."""
+    registry's default login server; run_request() swaps in the one ARM reports."""
     rid = parse_resource_id(resource_id, target=target)
     placeholder = f"{rid.name.lower()}.azurecr.io"
     ref = Reference.parse(image, default_registry=placeholder)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -14,7 +14,8 @@ from ..auth import Credential, load_credential
 from ..auth.acr import AcrTokenProvider, is_acr_login_server, is_entra_token
 from ..auth.identity import StaticTokenCredential
 from ..auth.identity import app_identity as _identity
-from .imagecopy import CopyOptions, ImportResult, Progress, SessionHook, connections_for, run_import
+from .blobcopy import SessionHook
+from .imagecopy import CopyOptions, ImportResult, Progress, connections_for, copy_image
 from ..values.errors import HostNotAllowed, ImporterError
 from ..net.hostpolicy import HostPolicy
 from .plan import Limits
@@ -29,7 +30,7 @@ from ..net.transport import make_http_client
 if TYPE_CHECKING:  # imported when a request asks for them: they bring `cryptography`
     from .verify import VerifyPolicy
 
-__all__ = ["cancel_sessions", "execute", "policy_for", "verify_policy"]
+__all__ = ["cancel_sessions", "policy_for", "run_request", "verify_policy"]
 
 
 def policy_for(settings: Settings, target_registry: str | None) -> HostPolicy:
@@ -60,11 +61,11 @@ def token_provider_for(registry: str, credential: Credential | None, settings: S
         return _providers[key]
 
 
-def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable[[Progress], None] = lambda p: None,
+def run_request(request: ImportRequest, settings: Settings, *, on_progress: Callable[[Progress], None] = lambda p: None,
             on_session: SessionHook = lambda repo, loc: None, http: httpx.Client | None = None,
             deadline: float | None = None) -> ImportResult:
     """Copy request.source into request.target_registry; raises ImporterError on failure.
-    `deadline` (time.monotonic()): start no blob transfer after it (run_import)."""
+    `deadline` (time.monotonic()): start no blob transfer after it (copy_image)."""
     policy = policy_for(settings, request.target_registry)
     own = http is None
     http = http or make_http_client(policy, max_connections=connections_for(settings.blob_concurrency))
@@ -101,7 +102,7 @@ def execute(request: ImportRequest, settings: Settings, *, on_progress: Callable
         target = RegistryClient(request.target_registry, http=http, policy=policy, credential=tgt_cred,
                                 role="target",
                                 token_provider=token_provider_for(request.target_registry, tgt_cred, settings, http))
-        return run_import(source=source, ref=request.source, target=target, targets=list(request.targets),
+        return copy_image(source=source, ref=request.source, target=target, targets=list(request.targets),
                           options=options, on_progress=on_progress, on_session=on_session, deadline=deadline)
     except ImporterError as exc:
         # Error texts quote registries' answers: a hostile one may echo the credentials it was sent.
@@ -153,5 +154,5 @@ def cancel_sessions(settings: Settings, target_registry: str, sessions: list[dic
         target = RegistryClient(target_registry, http=http, policy=policy, credential=credential,
                                 token_provider=token_provider_for(target_registry, credential, settings, http))
         for session in sessions:
-            target.upload_cancel(httpx.URL(session["location"]), session["repository"])
+            target.uploads.cancel(httpx.URL(session["location"]), session["repository"])
     return len(sessions)

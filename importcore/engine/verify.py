@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 from ..values.cosign import (
     BUNDLE_MEDIA_TYPES, BUNDLE_V03, COSIGN_SIGN_PREDICATE, IN_TOTO, MAX_SIGNED_BYTES, SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING, BadSignature, Bundle, PublicKey, pae, parse_bundle, signature_tag, simple_signing_digest,
+    SIMPLE_SIGNING, Bundle, PublicKey, pae, parse_bundle, signature_tag, simple_signing_digest,
     statement_subjects,
 )
-from ..values.errors import ImporterError, NotFoundError, SignatureVerificationFailed
+from ..values.errors import BadSignature, ImporterError, NotFoundError, SignatureVerificationFailed
 from ..values.media import Manifest
 from ..values.reference import Reference
 from ..registry.client import RegistryClient

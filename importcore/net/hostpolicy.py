@@ -92,9 +92,13 @@ class HostPolicy:
         """Addresses we may connect to for host:port, checked; raises HostNotAllowed."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
+        except socket.gaierror as exc:
             raise TransportError(f"cannot resolve host {host}: {exc.strerror or exc}") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        except UnicodeError as exc:  # a label IDNA cannot encode (too long, empty)
+            raise TransportError(f"cannot resolve host {host}: {exc}") from None
+        # An IP family's sockaddr starts with the address as text (other families' do not, and a
+        # SOCK_STREAM lookup of a host name returns none of those).
+        addresses = list(dict.fromkeys(info[4][0] for info in infos if isinstance(info[4][0], str)))
         if self._listed(host, port):
             return addresses
         allowed = []

@@ -1,7 +1,7 @@
 """Spans, counters and job-stamped logs: Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING
 is set (azure-monitor-opentelemetry, imported only then), nothing otherwise.
 
-    configure()                                    once, at startup (function_app.py, devhost)
+    configure(connection_string)                   once, when the app builds its service (function_app.py)
     with span("import", job_id=..., source=...):   a span; a no-op context without telemetry
     count("import.bytes", n, outcome="copied")     a monotonic counter; a no-op without telemetry
     with job_scope(job_id): ...                    log records inside carry record.job_id
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,15 +32,15 @@ _configured = False
 _job: contextvars.ContextVar[str | None] = contextvars.ContextVar("importcore_job_id", default=None)
 
 
-def configure(env: Mapping[str, str] | None = None) -> bool:
-    """Turn Azure Monitor on if the connection string is set; idempotent; True when on."""
+def configure(connection_string: str | None) -> bool:
+    """Turn Azure Monitor on if there is a connection string (Settings'
+    APPLICATIONINSIGHTS_CONNECTION_STRING); once per process; True when on."""
     global _tracer, _meter, _configured
-    env = os.environ if env is None else env
     with _lock:
         if _configured:
             return _tracer is not None
         _configured = True
-        connection = (env.get(CONNECTION_STRING) or "").strip()
+        connection = (connection_string or "").strip()
         if not connection:
             return False
         try:

@@ -9,28 +9,22 @@ AcrPull to pull afterwards.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 
 import httpx
 
-from ..auth.acr import TokenCredential, read_capped
+from ..auth.acr import TokenCredential
+from ..net.bodies import MAX_JSON_BODY, send_capped
 from ..values.errors import AuthError, ImporterError, NotFoundError, RegistryError, TransportError, UsageError
 from ..values.reference import parse_registry
 from ..values.resourceid import RegistryResourceId, parse_resource_id
+from ..values.settings import DEFAULT_ARM_ENDPOINT
 from ..net.retry import parse_retry_after
 
-__all__ = ["API_VERSION", "ARM_ENDPOINT", "DEFAULT_ARM_ENDPOINT", "RegistryResourceId", "arm_endpoint_from_env",
-           "parse_resource_id", "resolve_login_server"]
+__all__ = ["API_VERSION", "ARM_ENDPOINT", "DEFAULT_ARM_ENDPOINT", "RegistryResourceId", "parse_resource_id",
+           "resolve_login_server"]
 
-ARM_ENDPOINT = "IMPORT_ARM_ENDPOINT"  # the setting; sovereign clouds and tests change it
-DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+ARM_ENDPOINT = "IMPORT_ARM_ENDPOINT"  # the setting (Settings.arm_endpoint); sovereign clouds and tests change it
 API_VERSION = "2023-07-01"  # Microsoft.ContainerRegistry GA API version
-_MAX_BODY = 256 * 1024
-
-def arm_endpoint_from_env(env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return (env.get(ARM_ENDPOINT) or "").strip() or DEFAULT_ARM_ENDPOINT
 
 
 def _endpoint(arm_endpoint: str) -> httpx.URL:
@@ -55,7 +49,7 @@ def resolve_login_server(resource_id: str | RegistryResourceId, credential: Toke
     where = f"Azure Resource Manager ({base.host}) for {rid}"
     request = http.build_request("GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
     try:
-        body, response = read_capped(http, request, _MAX_BODY)
+        body, response = send_capped(http, request, MAX_JSON_BODY)
     except httpx.HTTPError as exc:
         raise TransportError(f"{where}: {exc.__class__.__name__}", target=target) from None
     data = _json(body or b"")  # an over-long answer reads as no JSON

@@ -9,18 +9,21 @@ import datetime as dt
 import logging
 import uuid
 from functools import cached_property
+from typing import cast
 
-from ..values.errors import HostNotAllowed, ImporterError, TransportError, UsageError
+from azure.core.credentials import TokenCredential as AzureTokenCredential
+
+from ..values.errors import HostNotAllowed, ImporterError, StaleJob, TransportError, UsageError
 from ..engine.request import ImportRequest
 from ..engine.runner import policy_for
 from ..values.settings import Settings
-from ..triggers import dedupe_window, target_key
+from ..triggers import target_key
 from .api import Reply, error_reply, parse_import_body, request_summary
 from .armapi import ArmApi
 from .intake import EventIntake
 from .jobqueue import JobQueue, decode_message
 from .secretbox import SecretBox
-from .store import Job, JobStore, StaleJob, iso, utcnow
+from .store import FINISHED, Job, JobStore, iso, utcnow
 from .sweeper import sweep
 from .sync import SyncService
 from .worker import Worker
@@ -32,28 +35,26 @@ LOST_MESSAGE_GRACE = dt.timedelta(minutes=5)  # if the message never arrives, th
 
 
 class ImportService:
-    def __init__(self, settings: Settings, *, store: JobStore | None = None, queue: JobQueue | None = None,
-                 executor=None) -> None:
+    def __init__(self, settings: Settings, *, store: JobStore | None = None, queue: JobQueue | None = None) -> None:
         if not settings.storage_connection and not settings.storage_account:
             raise ImporterError("storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
         self.settings = settings
-        identity = None
+        identity: AzureTokenCredential | None = None
         if not settings.storage_connection:
             from ..auth.identity import app_identity  # azure-identity only where it is used
 
-            identity = app_identity(settings.managed_identity_client_id)
+            # Its tokens are auth.acr.AccessToken, azure-core's AccessToken by another name (the same
+            # two fields, token and expires_on, which is all the storage SDKs read).
+            identity = cast(AzureTokenCredential, app_identity(settings.managed_identity_client_id))
         self.storage_identity = identity  # None with a connection string
-        where = dict(account=settings.storage_account, credential=identity)
-        self.store = store or JobStore(settings.storage_connection, settings.jobs_table, **where)
-        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, **where)
+        account = settings.storage_account
+        self.store = store or JobStore(settings.storage_connection, settings.jobs_table, account=account,
+                                       credential=identity)
+        self.queue = queue or JobQueue(settings.storage_connection, settings.queue_name, account=account,
+                                       credential=identity)
         self.box = SecretBox(settings.credential_key)
-        self.dedupe_window = dedupe_window()
-        self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send,
-                             **({"executor": executor} if executor else {}))
-
-    @classmethod
-    def from_env(cls) -> ImportService:
-        return cls(Settings.from_env())
+        self.dedupe_window = dt.timedelta(seconds=settings.dedupe_window_seconds)
+        self.worker = Worker(settings, self.store, self.box, requeue=self.queue.send)
 
     def submit(self, body: bytes) -> Reply:
         """Validate, record (Queued), enqueue; 202 with Location, or 400 naming the bad field."""
@@ -106,18 +107,19 @@ class ImportService:
             return error_reply(404, "NotFound", f"no import with id {job_id}", "id")
         return Reply(200, job.view())
 
-    def process(self, message: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+    def process_message(self, message: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+        """One delivery of a queue message: decode it, then the worker handles the job it names."""
         job_id = decode_message(message)
         if job_id is None:
             log.warning("dropped a queue message that is not an import message")
             return "invalid"
-        return self.worker.process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
+        return self.worker.process_job(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue)
 
     def poisoned(self, message: str) -> None:
         """The host gave up on a message: make sure the record says Failed with the last error."""
         job_id = decode_message(message)
         job = self.store.get(job_id) if job_id else None
-        if job is not None and job.status not in ("Succeeded", "Failed"):
+        if job is not None and job.status not in FINISHED:
             # Without a recorded error the status would show a code but no message: say what happened.
             gave_up = {"code": "InternalError", "message": "every delivery of this import's queue message failed; "
                        f"the host moved it to the poison queue ({job.attempts} attempts started)"}

@@ -27,7 +27,7 @@ from ..values.arm import failure_status, registry_for_name
 from ..values.errors import UsageError
 from ..values.reference import parse_registry
 from .api import Reply, error_reply
-from .store import Job
+from .store import Job, JobStatus
 
 __all__ = ["ArmApi", "PRINCIPAL_ID_HEADER"]
 
@@ -36,7 +36,7 @@ log = logging.getLogger("importcore.service")
 # Set by App Service Authentication for a caller it authenticated; it strips client-sent copies.
 PRINCIPAL_ID_HEADER = "x-ms-client-principal-id"
 RESULTS, STATUSES = "operationResults", "operationStatuses"
-_IN_PROGRESS = ("Queued", "Running")
+_IN_PROGRESS = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class ArmApi:
@@ -49,10 +49,7 @@ class ArmApi:
     def import_image(self, url: str, route: Mapping[str, str], query: Mapping[str, str],
                      headers: Mapping[str, str], body: bytes) -> Reply:
         headers = _lower(headers)
-        refused = self._refusal(headers) or _missing_api_version(query)
-        if refused:
-            return refused
-        registry = self._registry(route)
+        registry = self._admit(route, query, headers)
         if isinstance(registry, Reply):
             return registry
         accepted = self.service.accept(body, registry)
@@ -67,10 +64,7 @@ class ArmApi:
                   headers: Mapping[str, str]) -> Reply:
         """GET .../operationResults/{id} or .../operationStatuses/{id}."""
         headers = _lower(headers)
-        refused = self._refusal(headers) or _missing_api_version(query)
-        if refused:
-            return refused
-        registry = self._registry(route)
+        registry = self._admit(route, query, headers)
         if isinstance(registry, Reply):
             return registry
         kind = {RESULTS.lower(): RESULTS, STATUSES.lower(): STATUSES}.get(route.get("operationKind", "").lower())
@@ -89,7 +83,7 @@ class ArmApi:
         if job.status in _IN_PROGRESS:
             location = _operation_url(url, headers, 2, RESULTS, job.id, api_version)
             return Reply(202, {}, (("Location", location), ("Retry-After", self._retry_after())))
-        if job.status == "Succeeded":
+        if job.status == JobStatus.SUCCEEDED:
             return Reply(200, {})
         return _failure(job)
 
@@ -98,9 +92,9 @@ class ArmApi:
         status = "InProgress" if job.status in _IN_PROGRESS else job.status
         body: dict = {"id": urlsplit(url).path, "name": job.id, "status": status, "startTime": job.created_at}
         progress = job.progress or {}
-        if status == "Succeeded":
+        if status == JobStatus.SUCCEEDED:
             body.update(endTime=job.updated_at, percentComplete=100.0, properties=job.result)
-        elif status == "Failed":
+        elif status == JobStatus.FAILED:
             body.update(endTime=job.updated_at, error=_failure(job).body["error"])
         elif progress.get("bytesTotal"):
             body["percentComplete"] = round(100.0 * progress.get("bytesDone", 0) / progress["bytesTotal"], 1)
@@ -108,6 +102,10 @@ class ArmApi:
         return Reply(200, body, headers)
 
     # -- checks --------------------------------------------------------------------------------------
+
+    def _admit(self, route: Mapping[str, str], query: Mapping[str, str], headers: Mapping[str, str]) -> str | Reply:
+        """The registry the request is about, once the caller, api-version and name pass; else the refusal."""
+        return self._refusal(headers) or _missing_api_version(query) or self._registry(route)
 
     def _refusal(self, headers: Mapping[str, str]) -> Reply | None:
         """None when the caller may use the ARM routes; else the 401/403 that says why not.

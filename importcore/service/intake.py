@@ -9,9 +9,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
-from ..values.errors import ImporterError, UsageError
+from ..values.errors import ImporterError, UnknownProvider, UsageError, WebhookAuthError
 from ..triggers import (
-    MirrorRules, ParsedDelivery, TriggerSecrets, UnknownProvider, WebhookAuthError, cloudevents_handshake, parse_eventgrid, parse_webhook, verify_eventgrid, verify_webhook,
+    MirrorRules, ParsedDelivery, TriggerSecrets, cloudevents_handshake, parse_eventgrid, parse_webhook,
+    verify_eventgrid, verify_webhook,
 )
 from .api import Reply, error_reply
 
@@ -23,9 +24,9 @@ log = logging.getLogger("importcore.service")
 class EventIntake:
     def __init__(self, service, *, rules: MirrorRules | None = None, secrets: TriggerSecrets | None = None) -> None:
         self.service = service
-        self.rules = rules if rules is not None else MirrorRules.from_env(
-            key_names=[name for name, _ in service.settings.verify_keys])
-        self.secrets = secrets or TriggerSecrets.from_env()
+        self.rules = rules if rules is not None else MirrorRules.from_settings(
+            service.settings, key_names=[name for name, _ in service.settings.verify_keys])
+        self.secrets = secrets or TriggerSecrets.from_settings(service.settings)
 
     def handshake(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
         """CloudEvents 1.0 abuse protection (OPTIONS): echo the origin we accept deliveries from.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
@@ -28,7 +29,7 @@ def decode_message(text: str) -> str | None:
 
 class JobQueue:
     def __init__(self, connection_string: str | None, queue_name: str, *, account: str | None = None,
-                 credential: object = None) -> None:
+                 credential: TokenCredential | None = None) -> None:
         if connection_string:
             self._queue = QueueClient.from_connection_string(connection_string, queue_name,
                                                              message_encode_policy=TextBase64EncodePolicy())

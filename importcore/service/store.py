@@ -6,25 +6,42 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
-__all__ = ["Job", "JobStore", "StaleJob", "utcnow"]
+from ..triggers.dedupe import within_window
+from ..values.errors import StaleJob
+
+__all__ = ["FINISHED", "Job", "JobStatus", "JobStore", "utcnow"]
 
 PARTITION = "import"
 DEDUPE_PARTITION = "dedupe"
-STATUSES = ("Queued", "Running", "Succeeded", "Failed")
 _JSON_FIELDS = ("request", "progress", "result", "error")
+
+
+class JobStatus(StrEnum):
+    """A job's status as stored and shown (a str: it compares, formats and serialises as its value)."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def iso(when: dt.datetime | None) -> str | None:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else None
+def iso(when: dt.datetime) -> str:
+    """A time as stored: UTC, fixed width, so that text order is time order."""
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _lane(target_key: str) -> str:
@@ -35,14 +52,10 @@ def _lane_row(job: Job) -> str:
     return f"{job.created_at}|{job.id}"  # creation order; the id breaks ties
 
 
-class StaleJob(Exception):
-    """Someone else changed the record since we read it (HTTP 412 from the table)."""
-
-
 @dataclass
 class Job:
     id: str
-    status: str = "Queued"
+    status: JobStatus = JobStatus.QUEUED
     attempts: int = 0
     # Attempts that ran out of the host's time after copying something (DeadlineReached): they are
     # continuations, not failures, and do not count toward IMPORT_MAX_ATTEMPTS.
@@ -72,25 +85,25 @@ class Job:
                "result": self.result, "error": self.error, "createdAt": self.created_at,
                "updatedAt": self.updated_at, "source": self.request.get("source"),
                "targets": self.request.get("targets", [])}
-        if self.status == "Queued" and self.retry_at:
+        if self.status == JobStatus.QUEUED and self.retry_at:
             out["nextAttemptAt"] = self.retry_at
         return out
 
     def to_entity(self) -> dict:
-        entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status, "attempts": self.attempts,
-                  "continued": self.continued, "credential": self.credential, "uploads": self.uploads,
-                  "createdAt": self.created_at,
-                  "updatedAt": self.updated_at, "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at,
-                  "leaseUntil": self.lease_until, "dedupeKey": self.dedupe_key,
-                  "targetKey": self.target_key}
+        entity = {"PartitionKey": PARTITION, "RowKey": self.id, "status": JobStatus(self.status).value,
+                  "attempts": self.attempts, "continued": self.continued, "credential": self.credential,
+                  "uploads": self.uploads, "createdAt": self.created_at, "updatedAt": self.updated_at,
+                  "nextAttemptAt": self.next_attempt_at, "retryAt": self.retry_at, "leaseUntil": self.lease_until,
+                  "dedupeKey": self.dedupe_key, "targetKey": self.target_key}
         for name in _JSON_FIELDS:
             value = getattr(self, name)
             entity[name] = json.dumps(value) if value is not None else None
         return {k: v for k, v in entity.items() if v is not None}
 
     @classmethod
-    def from_entity(cls, entity: dict) -> Job:
-        job = cls(id=entity["RowKey"], status=entity.get("status", "Queued"), attempts=int(entity.get("attempts", 0)),
+    def from_entity(cls, entity: TableEntity) -> Job:
+        job = cls(id=entity["RowKey"], status=JobStatus(entity.get("status", JobStatus.QUEUED)),
+                  attempts=int(entity.get("attempts", 0)),
                   continued=int(entity.get("continued", 0)), credential=entity.get("credential"),
                   uploads=entity.get("uploads"),
                   created_at=entity.get("createdAt"), updated_at=entity.get("updatedAt"),
@@ -102,23 +115,33 @@ class Job:
         return job
 
 
+def open_table(connection_string: str | None, table: str, *, account: str | None = None,
+               credential: TokenCredential | None = None) -> TableClient:
+    """The job table: by connection string (Azurite, account keys) or by identity (Azure: shared keys
+    off, the app's managed identity)."""
+    if connection_string:
+        return TableClient.from_connection_string(connection_string, table_name=table)
+    return TableClient(endpoint=f"https://{account}.table.core.windows.net", table_name=table, credential=credential)
+
+
+def create_table_once(table: TableClient, created: bool) -> bool:
+    """Create `table` unless this process already did (or found it); returns True, the new `created`."""
+    if not created:
+        try:
+            table.create_table()
+        except ResourceExistsError:
+            pass
+    return True
+
+
 class JobStore:
     def __init__(self, connection_string: str | None, table: str, *, account: str | None = None,
-                 credential: object = None) -> None:
-        if connection_string:
-            self._table = TableClient.from_connection_string(connection_string, table_name=table)
-        else:  # identity-based (Azure: shared keys off, the app's managed identity)
-            self._table = TableClient(endpoint=f"https://{account}.table.core.windows.net", table_name=table,
-                                      credential=credential)
+                 credential: TokenCredential | None = None) -> None:
+        self._table = open_table(connection_string, table, account=account, credential=credential)
         self._created = False
 
     def _ensure(self) -> None:
-        if not self._created:
-            try:
-                self._table.create_table()
-            except ResourceExistsError:
-                pass
-            self._created = True
+        self._created = create_table_once(self._table, self._created)
 
     def create(self, job: Job) -> Job:
         """Insert a new record; StaleJob (nothing left behind) when a record with this id exists."""
@@ -152,7 +175,7 @@ class JobStore:
             if row["jobId"] == job.id:
                 continue  # a row a duplicate delivery wrote for this very job, about to be removed
             other = self.get(row["jobId"])
-            if other is None or other.status in ("Succeeded", "Failed"):
+            if other is None or other.status in FINISHED:
                 self._leave_lane(row["PartitionKey"], row["RowKey"])
             else:
                 ahead.append(other)
@@ -192,7 +215,7 @@ class JobStore:
             meta = self._table.update_entity(job.to_entity(), mode=UpdateMode.REPLACE, etag=job.etag,
                                              match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
-            raise StaleJob(job.id) from None
+            raise StaleJob(f"job {job.id}: the record changed since it was read", target=job.id) from None
         job.etag = meta.get("etag")
         return job
 
@@ -225,7 +248,7 @@ class JobStore:
             except ResourceNotFoundError:
                 continue
             first = dt.datetime.strptime(existing["firstSeen"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-            if now - first < window:
+            if within_window(first, now, window):
                 return existing["jobId"]
             try:
                 self._table.update_entity(marker, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],

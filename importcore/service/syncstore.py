@@ -1,5 +1,5 @@
 """Sync state in the job table: one entity per sync rule (its last due time and last run), and the
-digest memory of rules with `platform` (service/sync.py)."""
+digest memory of rules with `platform` (service/syncplan.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, UpdateMode
 
 from ..values.settings import Settings
-from .store import iso, utcnow
+from .store import create_table_once, iso, open_table, utcnow
 
 __all__ = ["SyncRecords"]
 
@@ -29,20 +29,11 @@ class SyncRecords:
 
     @classmethod
     def for_settings(cls, settings: Settings, *, credential: Any = None) -> SyncRecords:
-        if settings.storage_connection:
-            table = TableClient.from_connection_string(settings.storage_connection, table_name=settings.jobs_table)
-        else:  # identity-based, as the job store
-            table = TableClient(endpoint=f"https://{settings.storage_account}.table.core.windows.net",
-                                table_name=settings.jobs_table, credential=credential)
-        return cls(table)
+        return cls(open_table(settings.storage_connection, settings.jobs_table, account=settings.storage_account,
+                              credential=credential))
 
     def _ensure(self) -> None:
-        if not self._created:
-            try:
-                self._table.create_table()
-            except ResourceExistsError:
-                pass
-            self._created = True
+        self._created = create_table_once(self._table, self._created)
 
     def claim(self, rule: str, due: str) -> bool:
         """Take due time `due` of `rule` for this host: True for exactly one caller per (rule, due).
@@ -95,7 +86,7 @@ class SyncRecords:
 
 
 class TableMemory:
-    """service.sync.DigestMemory in the table: RowKey the target key (hex), the two digests."""
+    """service.syncplan.DigestMemory in the table: RowKey the target key (hex), the two digests."""
 
     def __init__(self, records: SyncRecords) -> None:
         self._records = records

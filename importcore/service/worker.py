@@ -13,31 +13,27 @@ from collections.abc import Callable
 import httpx
 
 from ..observe import telemetry
-from ..engine.imagecopy import DeadlineReached, ImportResult, Progress
-from ..values.errors import ImporterError, RegistryError
-from ..engine.runner import cancel_sessions, execute
+from ..engine.imagecopy import ImportResult, Progress
+from ..values.errors import DeadlineReached, ImporterError, LeaseLost, RegistryError, StaleJob
+from ..engine.runner import cancel_sessions, run_request
 from ..values.settings import Settings
 from .api import request_from_summary
 from .secretbox import SecretBox
-from .store import Job, JobStore, StaleJob, iso, utcnow
+from .store import FINISHED, Job, JobStatus, JobStore, iso, utcnow
 
-__all__ = ["LeaseLost", "Worker", "open_sessions"]
+__all__ = ["Worker", "open_sessions"]
 
 log = logging.getLogger("importcore.worker")
 PROGRESS_EVERY = 1.0  # seconds between progress writes to the table (each one renews the lease)
 MAX_BACKOFF = 1800.0
 
 
-class LeaseLost(ImporterError):
-    """The record changed under us (the timer presumed us dead): stop, someone else owns it now."""
-
-    code = "LeaseLost"
-
-
 class Worker:
-    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *, executor=execute,
+    def __init__(self, settings: Settings, store: JobStore, box: SecretBox, *,
+                 runner: Callable[..., ImportResult] = run_request,
                  requeue: Callable[[str], None] | None = None) -> None:
-        self.settings, self.store, self.box, self._execute = settings, store, box, executor
+        self.settings, self.store, self.box = settings, store, box
+        self._run_request = runner  # engine.runner.run_request; tests wrap it to stop or break a copy
         self._requeue = requeue  # sends a job's message now (the queue), for work that is due at once
 
     def backoff(self, attempts: int, exc: ImporterError) -> float:
@@ -47,40 +43,41 @@ class Worker:
             delay = max(delay, min(exc.retry_after, MAX_BACKOFF))
         return delay
 
-    def process(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
-        """Handle one delivery; returns what happened (for logs and tests)."""
+    def process_job(self, job_id: str, *, dequeue_count: int = 1, max_dequeue: int = 5) -> str:
+        """Handle one delivery of a job's message; returns what happened (for logs and tests)."""
         # The host cuts an invocation off at functionTimeout: start no blob transfer in its last
         # margin, so the attempt ends on its own terms and re-schedules itself.
         deadline = time.monotonic() + self.settings.function_timeout_seconds - self.settings.deadline_margin_seconds
         with telemetry.job_scope(job_id), telemetry.span("import", job_id=job_id, delivery=dequeue_count):
-            outcome = self._process(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue, deadline=deadline)
+            outcome = self._claim_and_copy(job_id, dequeue_count=dequeue_count, max_dequeue=max_dequeue,
+                                           deadline=deadline)
         telemetry.count("imports", outcome=outcome)
         return outcome
 
-    def _process(self, job_id: str, *, dequeue_count: int, max_dequeue: int, deadline: float) -> str:
+    def _claim_and_copy(self, job_id: str, *, dequeue_count: int, max_dequeue: int, deadline: float) -> str:
         job = self.store.get(job_id)
         if job is None:
             log.warning("job %s: no record; message dropped", job_id)
             return "missing"
-        if job.status in ("Succeeded", "Failed"):
+        if job.status in FINISHED:
             return "done-already"
         now = utcnow()
-        if job.status == "Running" and job.lease_until and job.lease_until > iso(now):
+        if job.status == JobStatus.RUNNING and job.lease_until and job.lease_until > iso(now):
             return "running-elsewhere"
-        if job.status == "Queued" and job.retry_at and job.retry_at > iso(now):
+        if job.status == JobStatus.QUEUED and job.retry_at and job.retry_at > iso(now):
             # A stray duplicate of an earlier message: the backoff (and any Retry-After) still holds;
             # the timer sends a fresh message once the retry is due.
             return "not-due"
         if job.failed_attempts >= self.settings.max_attempts:
             self._fail(job, job.error or {"code": "TooManyAttempts"}, note=f"gave up after {job.attempts} attempts")
             return "failed"
-        if job.status == "Queued" and self._defer_behind_older(job, now):
+        if job.status == JobStatus.QUEUED and self._defer_behind_older(job, now):
             return "waiting"
-        if job.status == "Running":
+        if job.status == JobStatus.RUNNING:
             # Its worker died (the lease expired) and the message came back before the timer did: the
             # claim below overwrites job.uploads, so cancel that attempt's sessions now or never.
             self.cancel_uploads(job)
-        job.status, job.attempts = "Running", job.attempts + 1
+        job.status, job.attempts = JobStatus.RUNNING, job.attempts + 1
         job.lease_until, job.next_attempt_at = iso(now + dt.timedelta(seconds=self.settings.lease_seconds)), None
         job.retry_at = None
         try:
@@ -89,7 +86,7 @@ class Worker:
             return "claimed-elsewhere"
         log.info("job %s: attempt %d started", job.id, job.attempts)
         try:
-            result = self._run(job, deadline)
+            result = self._copy(job, deadline)
         except LeaseLost:
             log.warning("job %s: lease lost; another worker owns it now", job.id)
             return "lease-lost"
@@ -100,10 +97,10 @@ class Worker:
             log.exception("job %s: unexpected error", job.id)
             error = {"code": "InternalError", "message": f"internal error ({exc.__class__.__name__})",
                      "retryable": dequeue_count < max_dequeue}
-            self._settle(job, "Failed" if dequeue_count >= max_dequeue else "Queued", error=error)
+            self._settle(job, JobStatus.FAILED if dequeue_count >= max_dequeue else JobStatus.QUEUED, error=error)
             raise
         telemetry.count("import.bytes", result.bytes)
-        self._settle(job, "Succeeded", result=result.to_dict())
+        self._settle(job, JobStatus.SUCCEEDED, result=result.to_dict())
         log.info("job %s: succeeded %s", job.id, result.digest)
         return "succeeded"
 
@@ -123,7 +120,7 @@ class Worker:
         log.info("job %s: waits for job %s on the same target tag", job.id, older[0].id)
         return True
 
-    def _run(self, job: Job, deadline: float) -> ImportResult:
+    def _copy(self, job: Job, deadline: float) -> ImportResult:
         request = request_from_summary(job.request, self.box.open_credential(job.credential))
         lock = threading.Lock()
         sessions: dict[str, dict] = {}
@@ -156,7 +153,7 @@ class Worker:
                 sessions[key] = {"repository": repo, "location": str(location)}
                 flush()  # written before the upload streams, so a crash leaves it findable
 
-        return self._execute(request, self.settings, on_progress=on_progress, on_session=on_session,
+        return self._run_request(request, self.settings, on_progress=on_progress, on_session=on_session,
                              deadline=deadline)
 
     def _seal(self, sessions: list[dict]) -> str | None:
@@ -172,13 +169,13 @@ class Worker:
             if isinstance(exc, DeadlineReached) and self._requeue is not None:
                 # Out of time is no fault to back off from: the next invocation starts at once and
                 # skips the blobs this one copied. The timer re-sends it only if this message is lost.
-                self._settle(job, "Queued", error=exc.to_dict(), due_now=True,
+                self._settle(job, JobStatus.QUEUED, error=exc.to_dict(), due_now=True,
                              next_attempt_at=iso(utcnow() + dt.timedelta(seconds=self.settings.lease_seconds)))
                 self._requeue(job.id)
                 log.info("job %s: out of time after attempt %d; continued in a new invocation", job.id, job.attempts)
                 return "continued"
             delay = 0.0 if isinstance(exc, DeadlineReached) else self.backoff(job.attempts, exc)
-            self._settle(job, "Queued", error=exc.to_dict(),
+            self._settle(job, JobStatus.QUEUED, error=exc.to_dict(),
                          next_attempt_at=iso(utcnow() + dt.timedelta(seconds=delay)))
             log.warning("job %s: attempt %d failed, retry in %.0fs: %s", job.id, job.attempts, delay, exc.message)
             return "retry-scheduled"
@@ -188,36 +185,36 @@ class Worker:
             self._fail(job, exc.to_dict(), note=f"gave up after {job.attempts} attempts")
             log.warning("job %s: failed after %d attempts: %s", job.id, job.attempts, exc.message)
             return "failed"
-        self._settle(job, "Failed", error=exc.to_dict())
+        self._settle(job, JobStatus.FAILED, error=exc.to_dict())
         log.warning("job %s: failed: %s", job.id, exc.message)
         return "failed"
 
     def give_up(self, job: Job, error: dict) -> None:
         """Record Failed with `error` (the poison queue's verdict), whoever held the job."""
-        self._settle(job, "Failed", error=dict(error, retryable=False))
+        self._settle(job, JobStatus.FAILED, error=dict(error, retryable=False))
 
     def _fail(self, job: Job, error: dict, *, note: str) -> None:
         error = dict(error, message=f"{note}: {error.get('message', '')}".rstrip(": "), retryable=False)
-        self._settle(job, "Failed", error=error)
+        self._settle(job, JobStatus.FAILED, error=error)
 
-    def _settle(self, job: Job, status: str, *, error: dict | None = None, result: dict | None = None,
+    def _settle(self, job: Job, status: JobStatus, *, error: dict | None = None, result: dict | None = None,
                 next_attempt_at: str | None = None, due_now: bool = False) -> None:
         """Write the outcome; on a conflicting write, reload and apply it only if we still own the job."""
         attempts = job.attempts
         for _ in range(5):
             job.status, job.error, job.result = status, error, result
             job.lease_until, job.next_attempt_at = None, next_attempt_at
-            job.retry_at = next_attempt_at if status == "Queued" and not due_now else None
-            if status in ("Succeeded", "Failed"):
+            job.retry_at = next_attempt_at if status == JobStatus.QUEUED and not due_now else None
+            if status in FINISHED:
                 job.uploads = None
             try:
                 self.store.save(job)
-                if status in ("Succeeded", "Failed"):
+                if status in FINISHED:
                     self.store.leave_lane(job)  # the next import of this tag may start
                 return
             except StaleJob:
                 fresh = self.store.get(job.id)
-                if fresh is None or fresh.attempts != attempts or fresh.status in ("Succeeded", "Failed"):
+                if fresh is None or fresh.attempts != attempts or fresh.status in FINISHED:
                     return
                 job = fresh
 

@@ -2,29 +2,29 @@
 
 No HTTP, no storage here: the Functions shell decodes a request, calls these, and encodes the answer.
 
-    verify_eventgrid(headers, query, secrets)                      -> None | raise WebhookAuthError
+    verify_eventgrid(headers, query, secrets)                      -> None | raise WebhookAuthError (values.errors)
     parse_eventgrid(body, headers)                                 -> ParsedDelivery
     cloudevents_handshake(headers)                                 -> response headers | None (OPTIONS)
     verify_webhook(provider, headers, query, body, secrets, path_token=None) -> None | raise
     parse_webhook(provider, body, headers, registry=None)          -> ParsedDelivery
-    MirrorRules.from_env() / .load(path) / .match(event)           -> MatchedImport | None
+    MirrorRules.from_settings(settings) / .load(path) / .match(event) -> MatchedImport | None
     MatchedImport.to_request(default_target_registry, credential)  -> ImportRequest
     dedupe_key(source, target_registry, target), target_key(...), within_window(...)
 """
 
 from .senders import (
-    DEFAULT_SECRET_HEADER, SECRET_SETTINGS, TriggerSecrets, WebhookAuthError, WebhookNotConfigured, github_signature_ok, secret_matches, verify_eventgrid, verify_webhook,
+    DEFAULT_SECRET_HEADER, SECRET_SETTINGS, TriggerSecrets, github_signature_ok, secret_matches, verify_eventgrid,
+    verify_webhook,
 )
-from .dedupe import DEFAULT_WINDOW, dedupe_key, dedupe_window, target_key, within_window
+from .dedupe import dedupe_key, target_key, within_window
 from .eventgrid import cloudevents_handshake, parse_eventgrid
 from .events import MAX_BODY_BYTES, ParsedDelivery, PushEvent
 from .rules import RULES_FILE_SETTING, MatchedImport, MirrorRule, MirrorRules
 from .semver import Range, Version, parse_version
-from .webhooks import PROVIDERS, UnknownProvider, parse_webhook
+from .webhooks import PROVIDERS, parse_webhook
 
 __all__ = [
     "DEFAULT_SECRET_HEADER",
-    "DEFAULT_WINDOW",
     "MAX_BODY_BYTES",
     "PROVIDERS",
     "RULES_FILE_SETTING",
@@ -36,13 +36,9 @@ __all__ = [
     "PushEvent",
     "Range",
     "TriggerSecrets",
-    "UnknownProvider",
     "Version",
-    "WebhookAuthError",
-    "WebhookNotConfigured",
     "cloudevents_handshake",
     "dedupe_key",
-    "dedupe_window",
     "github_signature_ok",
     "parse_eventgrid",
     "parse_version",

@@ -7,6 +7,7 @@
   is still running queues after it instead of racing it.
 - `within_window`: is a key first seen at `first_seen` still a duplicate `now`? A sliding window per
   key (store the first-seen time with the key), not fixed buckets that split a storm at an edge.
+  The window is the setting IMPORT_DEDUPE_WINDOW_SECONDS (Settings.dedupe_window_seconds).
 
 Keys are hex SHA-256, safe as Azure Table PartitionKey/RowKey (no '/', '\\', '#', '?').
 """
@@ -15,17 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
-from ..values.errors import UsageError
 from ..values.reference import Reference, TargetSpec
 
-__all__ = ["DEFAULT_WINDOW", "WINDOW_SETTING", "dedupe_key", "dedupe_window", "target_key", "within_window"]
-
-DEFAULT_WINDOW = timedelta(minutes=10)
-WINDOW_SETTING = "IMPORT_DEDUPE_WINDOW_SECONDS"
+__all__ = ["dedupe_key", "target_key", "within_window"]
 
 
 def _digest(*parts: str | None) -> str:
@@ -46,7 +41,7 @@ def target_key(target_registry: str, target: TargetSpec) -> str:
     return _digest("target-v1", target_registry.lower(), target.repository, target.tag or "")
 
 
-def within_window(first_seen: datetime, now: datetime, window: timedelta = DEFAULT_WINDOW) -> bool:
+def within_window(first_seen: datetime, now: datetime, window: timedelta) -> bool:
     """True while `now` is less than `window` after `first_seen` (both aware, or both naive UTC).
     A clock that went backwards still counts as inside the window."""
     if window <= timedelta(0):
@@ -54,21 +49,6 @@ def within_window(first_seen: datetime, now: datetime, window: timedelta = DEFAU
     if (first_seen.tzinfo is None) != (now.tzinfo is None):
         first_seen, now = _aware(first_seen), _aware(now)
     return now - first_seen < window
-
-
-def dedupe_window(env: Mapping[str, str] | None = None) -> timedelta:
-    """IMPORT_DEDUPE_WINDOW_SECONDS (default 600; 0 disables de-duplication)."""
-    env = os.environ if env is None else env
-    raw = (env.get(WINDOW_SETTING) or "").strip()
-    if not raw:
-        return DEFAULT_WINDOW
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise UsageError(f"setting {WINDOW_SETTING}={raw[:40]!r} is not an integer") from None
-    if seconds < 0:
-        raise UsageError(f"setting {WINDOW_SETTING}={seconds} must be at least 0")
-    return timedelta(seconds=seconds)
 
 
 def _aware(value: datetime) -> datetime:

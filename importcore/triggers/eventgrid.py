@@ -131,7 +131,7 @@ def _cloudevent(event: dict, where: str, out: Collector) -> None:
 
 def _binary_cloudevent(body: bytes | str, headers: Mapping[str, str] | None) -> dict:
     """Binary content mode: attributes in ce-* headers, `data` is the body."""
-    event = {"specversion": header(headers, "ce-specversion"), "type": header(headers, "ce-type"),
+    event: dict[str, object] = {"specversion": header(headers, "ce-specversion"), "type": header(headers, "ce-type"),
              "id": header(headers, "ce-id"), "source": header(headers, "ce-source"),
              "subject": header(headers, "ce-subject")}
     event["data"] = load_json(body, what="cloudevent data") if body else None

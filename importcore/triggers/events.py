@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 from ..values.errors import LimitExceeded, UsageError
@@ -39,11 +40,6 @@ class PushEvent:
     def reference(self) -> Reference:
         """registry/repository:tag@digest: pinned to the pushed digest when known, tag kept."""
         return Reference(self.registry, self.repository, self.tag, self.digest)
-
-    @property
-    def needs_resolution(self) -> bool:
-        """No digest in the payload (Docker Hub): resolve the tag at the registry, do not trust it."""
-        return self.digest is None
 
     def __str__(self) -> str:
         return f"{self.provider} push {self.reference}"
@@ -159,18 +155,18 @@ def opt_list(container: dict, key: str, where: str) -> list:
     return value
 
 
-def header(headers: Mapping[str, str] | Iterable | None, name: str) -> str | None:
-    """Case-insensitive header lookup on any mapping (a dict, azure.functions' headers, httpx's)."""
+def header(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]] | None, name: str) -> str | None:
+    """Case-insensitive header lookup on any mapping (a dict, azure.functions' headers, httpx's) or
+    sequence of (name, value) pairs; duck-typed, as those header classes share no base."""
     if not headers:
         return None
-    try:
-        value = headers.get(name)  # type: ignore[union-attr]
-    except AttributeError:
-        value = None
+    get = getattr(headers, "get", None)
+    value = get(name) if callable(get) else None
     if value is None:
         lowered = name.lower()
-        items = headers.items() if hasattr(headers, "items") else headers
-        for key, val in items:
+        items = getattr(headers, "items", None)
+        pairs: Iterable[Any] = items() if callable(items) else headers
+        for key, val in pairs:
             if isinstance(key, str) and key.lower() == lowered:
                 value = val
                 break

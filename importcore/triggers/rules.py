@@ -18,7 +18,7 @@ import json
 import os
 import re
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -27,6 +27,7 @@ from ..auth import Credential
 from ..values.errors import UsageError
 from ..values.media import Platform
 from ..values.reference import DOCKER_HUB, Reference, TargetSpec, parse_digest, parse_registry, parse_target
+from ..values.settings import Settings
 from ..engine.request import ImportRequest, parse_referrer_types, parse_verify
 from .events import PushEvent
 from .semver import Range
@@ -70,7 +71,7 @@ class MatchedImport:
         return self.mode == "Force"
 
     def pinned(self, digest: str) -> MatchedImport:
-        """The same import with the source pinned to `digest` (after resolving a Docker Hub tag)."""
+        """The same import with the source pinned to `digest` (after resolving a tag at the registry)."""
         return replace(self, source=replace(self.source, digest=parse_digest(digest)))
 
     def resolved_target_registry(self, default: str | None) -> str:
@@ -186,13 +187,11 @@ class MirrorRules:
         return len(self.rules)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, key_names: Collection[str] | None = None
-                 ) -> MirrorRules:
+    def from_settings(cls, settings: Settings, *, key_names: Collection[str] | None = None) -> MirrorRules:
         """Load IMPORT_MIRROR_RULES_FILE (relative to the working directory, the function app root);
         unset: no rules, every event is acknowledged and ignored. `key_names`: the keys a rule's
         verify.keyRefs may name (IMPORT_VERIFY_KEYS); None: checked when an import runs instead."""
-        env = os.environ if env is None else env
-        path = (env.get(RULES_FILE_SETTING) or "").strip()
+        path = settings.mirror_rules_file
         return cls.load(path, key_names=key_names) if path else cls()
 
     @classmethod
@@ -257,21 +256,26 @@ def _rule(i: int, raw: object, fail, key_names: Collection[str] | None = None) -
         if key not in _FIELDS:
             raise fail(f"{where}.{str(key)[:40]}", f"unknown field (expected one of {', '.join(_FIELDS)})")
 
-    def text(key: str, *, required: bool = False, default: str | None = None) -> str | None:
+    def text(key: str) -> str | None:
+        """An optional string field: None when absent; never empty."""
         value = raw.get(key)
         if value is None:
-            if required:
-                raise fail(f"{where}.{key}", "required")
-            return default
+            return None
         if not isinstance(value, str) or not value.strip():
             raise fail(f"{where}.{key}", f"expected a non-empty string, got {json.dumps(value)[:60]}")
         return value.strip()
 
+    def required(key: str) -> str:
+        value = text(key)
+        if value is None:
+            raise fail(f"{where}.{key}", "required")
+        return value
+
     named = text("name")
     name = named or f"rule {i}"
     text("description")
-    registry = _registry_pattern(text("registry", required=True), f"{where}.registry", fail)
-    repository = text("repository", required=True)
+    registry = _registry_pattern(required("registry"), f"{where}.registry", fail)
+    repository = required("repository")
     if repository != repository.lower():
         raise fail(f"{where}.repository", f"{repository!r}: repository names are lowercase")
     if registry == DOCKER_HUB and "/" not in repository and not _GLOB_CHARS.intersection(repository):
@@ -282,11 +286,11 @@ def _rule(i: int, raw: object, fail, key_names: Collection[str] | None = None) -
     include_prerelease = raw.get("includePrerelease", False)
     if not isinstance(include_prerelease, bool):
         raise fail(f"{where}.includePrerelease", "expected true or false")
-    target = _template(text("target", default="{repository}"), f"{where}.target", fail)
+    target = _template(text("target") or "{repository}", f"{where}.target", fail)
     target_registry = _parsed(parse_registry, text("targetRegistry"), f"{where}.targetRegistry", fail)
     # A sync rule mirrors: a tag re-pushed upstream (a patched base under the same `1.27`) must move
     # the mirror's tag too, so its mode defaults to Force (docs/sync.md); events follow the rule's mode.
-    mode_text = text("mode", default="Force" if raw.get("sync") is not None else "NoForce")
+    mode_text = text("mode") or ("Force" if raw.get("sync") is not None else "NoForce")
     mode = MODES.get(mode_text.lower())
     if mode is None:
         raise fail(f"{where}.mode", f"{mode_text!r}: expected NoForce or Force")

@@ -47,12 +47,12 @@ def _parse(text: str) -> tuple[Version, int] | None:
     m = _VERSION.fullmatch(text.strip())
     if not m:
         return None
-    parts = [int(p) if p is not None else None for p in m.group(1, 2, 3)]
-    if any(p is not None and p > _MAX_PART for p in parts):
+    major, minor, patch = m.group(1, 2, 3)  # the pattern requires the major version
+    given = [int(p) for p in (major, minor, patch) if p is not None]
+    if any(p > _MAX_PART for p in given):
         return None
-    given = sum(p is not None for p in parts)
     pre = tuple(m.group(4).split(".")) if m.group(4) else ()
-    return Version(parts[0], parts[1] or 0, parts[2] or 0, pre), given
+    return Version(int(major), int(minor or 0), int(patch or 0), pre), len(given)
 
 
 def parse_version(tag: str) -> Version | None:
@@ -121,7 +121,7 @@ def _comparators(token: str, text: str) -> list[_Comparator]:
         return []
     m = _COMPARATOR.fullmatch(token)
     parsed = _parse(m.group(2)) if m else None
-    if parsed is None:
+    if m is None or parsed is None:
         raise UsageError(f"semver range {text!r}: {token!r} is not a comparator such as >=1.2.0, <2, ^1.4 or ~2.3")
     op, (v, given) = m.group(1) or "=", parsed
     if op == "==":

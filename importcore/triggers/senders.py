@@ -18,49 +18,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..values.errors import PolicyError, UsageError
+from ..values.errors import UnknownProvider, UsageError, WebhookAuthError, WebhookNotConfigured
+from ..values.settings import DEFAULT_SECRET_HEADER, SECRET_SETTINGS, Settings
 from .events import header
-from .webhooks import PROVIDERS, UnknownProvider
+from .webhooks import PROVIDERS
 
 __all__ = [
     "DEFAULT_SECRET_HEADER",
     "TriggerSecrets",
-    "WebhookAuthError",
-    "WebhookNotConfigured",
     "github_signature_ok",
     "secret_matches",
     "verify_eventgrid",
     "verify_webhook",
 ]
 
-DEFAULT_SECRET_HEADER = "X-Webhook-Secret"
 TOKEN_PARAM = "token"
 MIN_SECRET_LENGTH = 16
-SECRET_SETTINGS = {
-    "github": "IMPORT_WEBHOOK_SECRET_GITHUB",
-    "harbor": "IMPORT_WEBHOOK_SECRET_HARBOR",
-    "acr": "IMPORT_WEBHOOK_SECRET_ACR",
-    "distribution": "IMPORT_WEBHOOK_SECRET_DISTRIBUTION",
-    "dockerhub": "IMPORT_WEBHOOK_SECRET_DOCKERHUB",
-    "eventgrid": "IMPORT_EVENTGRID_SECRET",
-}
 HEADER_SETTING = "IMPORT_WEBHOOK_SECRET_HEADER"
-
-
-class WebhookAuthError(PolicyError):
-    """Missing or wrong signature / secret: answer 401 and queue nothing."""
-
-    code = "Unauthorized"
-
-
-class WebhookNotConfigured(WebhookAuthError):
-    """No secret is configured for this sender, so nothing from it can be trusted."""
-
-    code = "WebhookNotConfigured"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +62,19 @@ class TriggerSecrets:
         return getattr(self, provider, None) if provider in SECRET_SETTINGS else None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> TriggerSecrets:
+    def from_settings(cls, settings: Settings) -> TriggerSecrets:
         """IMPORT_WEBHOOK_SECRET_{GITHUB,HARBOR,ACR,DISTRIBUTION,DOCKERHUB}, IMPORT_EVENTGRID_SECRET,
-        IMPORT_WEBHOOK_SECRET_HEADER (default X-Webhook-Secret)."""
-        env = os.environ if env is None else env
-        values: dict[str, str | None] = {}
-        for provider, name in SECRET_SETTINGS.items():
-            value = (env.get(name) or "").strip() or None
-            if value is not None and len(value) < MIN_SECRET_LENGTH:
-                raise UsageError(f"setting {name} is shorter than {MIN_SECRET_LENGTH} characters: "
-                                 "use a long random value (e.g. openssl rand -hex 32)")
-            values[provider] = value
-        header_name = (env.get(HEADER_SETTING) or "").strip() or DEFAULT_SECRET_HEADER
+        IMPORT_WEBHOOK_SECRET_HEADER (default X-Webhook-Secret), checked: a short secret or a header
+        name that is none is refused (UsageError)."""
+        for provider, secret in settings.webhook_secrets.items():
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise UsageError(f"setting {SECRET_SETTINGS[provider]} is shorter than {MIN_SECRET_LENGTH} "
+                                 "characters: use a long random value (e.g. openssl rand -hex 32)")
+        header_name = settings.webhook_secret_header
         if not header_name.isascii() or not all(c.isalnum() or c in "-_" for c in header_name):
             raise UsageError(f"setting {HEADER_SETTING}={header_name[:40]!r} is not an HTTP header name")
-        return cls(**values, header_name=header_name)
+        secrets = {provider: settings.webhook_secrets.get(provider) for provider in SECRET_SETTINGS}
+        return cls(**secrets, header_name=header_name)
 
 
 # -- primitives ----------------------------------------------------------------------------------

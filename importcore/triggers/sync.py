@@ -3,7 +3,7 @@ upstream tags a pass considers (filters, then the newest N by semver).
 
     "sync": {"schedule": "0 0 */6 * * *", "latest": 3, "repositories": ["library/nginx"]}
 
-Nothing here talks to a registry; service/sync.py lists tags, compares digests and enqueues.
+Nothing here talks to a registry; service/syncplan.py lists tags and compares digests; service/sync.py enqueues.
 """
 
 from __future__ import annotations

@@ -19,23 +19,17 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable, Mapping
 
-from ..values.errors import UsageError
+from ..values.errors import UnknownProvider, UsageError
 from ..values.media import DOCKER_SCHEMA1, INDEX_TYPES, MANIFEST_TYPES
 from ..values.reference import DOCKER_HUB, parse_digest
 from .events import (
     Collector, ParsedDelivery, PushEvent, header, load_json, media_type_base, obj, opt_list, opt_obj, opt_str, req_str,
 )
 
-__all__ = ["PROVIDERS", "UnknownProvider", "acr_push_event", "parse_webhook"]
+__all__ = ["PROVIDERS", "acr_push_event", "parse_webhook"]
 
 GHCR = "ghcr.io"
 _MANIFEST_MEDIA_TYPES = INDEX_TYPES | MANIFEST_TYPES | DOCKER_SCHEMA1
-
-
-class UnknownProvider(UsageError):
-    """`/api/webhooks/{provider}` names no provider we read (answer 404)."""
-
-    code = "UnknownProvider"
 
 
 def parse_webhook(provider: str, body: bytes | str, headers: Mapping[str, str] | None = None, *,
@@ -122,7 +116,8 @@ def _acr(payload: object, headers, registry: str | None, out: Collector) -> None
 
 
 def _dockerhub(payload: object, headers, registry: str | None, out: Collector) -> None:
-    # Docker Hub signs nothing and sends no digest: the caller re-resolves the tag (needs_resolution).
+    # Docker Hub signs nothing and sends no digest: the import resolves the tag at the registry when it
+    # runs (and copies by the digest it found), so the payload's word is never trusted for content.
     data = obj(payload, "body")
     push_data = opt_obj(data, "push_data", "body")
     repository = req_str(opt_obj(data, "repository", "body"), "repo_name", "body.repository")

@@ -84,10 +84,11 @@ def registry_for_name(name: str, *, target_registry: str | None,
 
 def failure_status(error: dict | None) -> int:
     """The status a Failed import's operation URL answers with (see _STATUS_BY_CODE); a registry's
-    own error is 4xx when it was permanent and 502 when it was a retried 429/5xx."""
+    own error is 4xx when it was permanent and 502 when it was a retried 429/5xx. One without a
+    status (too many redirects, an unusable Location) is never retried: permanent."""
     error = error or {}
     code = error.get("code")
     if code == "RegistryError":
         status = error.get("status")
-        return 502 if not isinstance(status, int) or status in RETRYABLE_STATUSES else 400
+        return 502 if isinstance(status, int) and status in RETRYABLE_STATUSES else 400
     return _STATUS_BY_CODE.get(str(code), 500)

@@ -35,12 +35,11 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from .errors import UsageError
+from .errors import BadSignature, UsageError
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
     "BUNDLE_V03",
-    "BadSignature",
     "Bundle",
     "COSIGN_SIGN_PREDICATE",
     "IN_TOTO",
@@ -72,10 +71,6 @@ IN_TOTO_STATEMENT_TYPES = frozenset({"https://in-toto.io/Statement/v1", "https:/
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 MAX_SIGNED_BYTES = 1024 * 1024  # a payload or a bundle is a few KiB; a larger one is not read
 MIN_RSA_BITS = 2048
-
-
-class BadSignature(Exception):
-    """Why one signature does not count; `str()` is the reason, shown in the failure's `(...)`."""
 
 
 # ---- keys --------------------------------------------------------------------------------------

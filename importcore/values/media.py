@@ -110,11 +110,11 @@ class Descriptor:
     def from_json(cls, data: object, *, where: str) -> Descriptor:
         if not isinstance(data, dict):
             raise ManifestError(f"{where}: a descriptor must be an object")
-        media_type, digest, size = data.get("mediaType"), data.get("digest"), data.get("size")
+        media_type, size = data.get("mediaType"), data.get("size")
         if not isinstance(media_type, str) or not media_type:
             raise ManifestError(f"{where}: descriptor has no mediaType")
         try:
-            parse_digest(digest, what=f"digest in {where}")
+            digest = parse_digest(data.get("digest"), what=f"digest in {where}")
         except UsageError as exc:
             raise ManifestError(exc.message) from None
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:

@@ -7,11 +7,11 @@ normalisation as in its normalize.go: `hello-world` -> `docker.io/library/hello-
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .errors import UsageError
 
-__all__ = ["DOCKER_HUB", "Reference", "TargetSpec", "parse_digest", "parse_registry", "parse_target"]
+__all__ = ["DOCKER_HUB", "Reference", "TargetSpec", "api_host", "parse_digest", "parse_registry", "parse_target"]
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -31,8 +31,13 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", re.ASCII)
 _MAX_NAME = 255
 
 
-def parse_digest(value: str, *, what: str = "digest") -> str:
-    """Validate `algorithm:hex` before it is used in a URL or a hash."""
+def api_host(registry: str) -> str:
+    """Where the registry's API is spoken (Docker Hub's is not docker.io itself)."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def parse_digest(value: object, *, what: str = "digest") -> str:
+    """Validate `algorithm:hex` (of any input: JSON hands us anything) before it is used in a URL or a hash."""
     if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         raise UsageError(f"invalid {what} {_show(value)}: expected sha256: followed by 64 lowercase hex digits")
     return value
@@ -126,16 +131,12 @@ class Reference:
 
     @property
     def api_host(self) -> str:
-        """Where the registry's API is spoken (Docker Hub's is not docker.io itself)."""
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+        return api_host(self.registry)
 
     @property
     def ref(self) -> str:
         """What to put after /manifests/: the digest if known, else the tag (default `latest`)."""
         return self.digest or self.tag or "latest"
-
-    def with_tag(self, tag: str | None) -> Reference:
-        return replace(self, tag=tag)
 
     def __str__(self) -> str:
         out = f"{self.registry}/{self.repository}"

@@ -1,4 +1,8 @@
-"""One frozen settings object, built once from the environment (app settings in Azure)."""
+"""One frozen settings object, built once from the environment (app settings in Azure).
+
+A shell builds it (function_app.py, the CLI; the local host exports local.settings.json first) and
+passes it down: nothing else in importcore reads os.environ.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .arm import parse_registry_names
 from .errors import UsageError
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_ARM_ENDPOINT", "DEFAULT_SECRET_HEADER", "SECRET_SETTINGS", "Settings"]
 
 GiB = 1024**3
 DEFAULT_TIMER_SCHEDULE = "0 */1 * * * *"  # every minute, on the minute
@@ -21,6 +25,22 @@ DEFAULT_PUBLIC_REGISTRIES = (
     "docker.io", "mcr.microsoft.com", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws",
     "nvcr.io", "registry.gitlab.com",
 )
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+DEFAULT_SECRET_HEADER = "X-Webhook-Secret"
+# Each event sender's secret (triggers/senders.py checks them and how they are presented).
+SECRET_SETTINGS = {
+    "github": "IMPORT_WEBHOOK_SECRET_GITHUB",
+    "harbor": "IMPORT_WEBHOOK_SECRET_HARBOR",
+    "acr": "IMPORT_WEBHOOK_SECRET_ACR",
+    "distribution": "IMPORT_WEBHOOK_SECRET_DISTRIBUTION",
+    "dockerhub": "IMPORT_WEBHOOK_SECRET_DOCKERHUB",
+    "eventgrid": "IMPORT_EVENTGRID_SECRET",
+}
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    """The setting with surrounding blanks removed; unset or blank: None."""
+    return (env.get(name) or "").strip() or None
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -106,7 +126,7 @@ def _verify_keys(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    storage_connection: str | None = None
+    storage_connection: str | None = field(default=None, repr=False)  # may hold an account key
     storage_account: str | None = None  # identity-based: AzureWebJobsStorage__accountName (shared keys off)
     target_registry: str | None = None
     plain_http_registries: tuple[str, ...] = ()
@@ -120,7 +140,7 @@ class Settings:
     jobs_table: str = "importjobs"
     timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # function_app.py binds the sweep timer to this
     sync_timer_schedule: str = DEFAULT_TIMER_SCHEDULE  # ... and the sync timer to this
-    credential_key: str | None = None
+    credential_key: str | None = field(default=None, repr=False)
     max_attempts: int = 5
     lease_seconds: int = 600
     job_ttl_days: int = 7
@@ -129,8 +149,15 @@ class Settings:
     # seconds and re-schedules the job rather than be cut off by the host.
     function_timeout_seconds: int = 600
     deadline_margin_seconds: int = 60
-    arm_endpoint: str = "https://management.azure.com"
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
     managed_identity_client_id: str | None = None
+    dedupe_window_seconds: int = 600  # 0: every delivery is a new job
+    mirror_rules_file: str | None = None  # relative to the working directory (the function app root)
+    # sender -> secret, as set: checked (length, header name) where events are taken in, so that a
+    # weak one refuses events without stopping imports. repr=False: a settings repr shows no secret.
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    webhook_secret_header: str = DEFAULT_SECRET_HEADER
+    applicationinsights_connection_string: str | None = field(default=None, repr=False)
     # The ARM route (ImportImage): {registryName} -> login server pairs besides the target's ACR name,
     # the Retry-After its 202s carry, and who may call it (service/armapi.py).
     registry_names: tuple[tuple[str, str], ...] = ()
@@ -151,7 +178,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             storage_connection=env.get("AzureWebJobsStorage") or None,
-            storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip() or None,
+            storage_account=_text(env, "AzureWebJobsStorage__accountName"),
             target_registry=env.get("IMPORT_TARGET_REGISTRY") or None,
             plain_http_registries=_list(env.get("IMPORT_PLAIN_HTTP_REGISTRIES")),
             allowed_private_hosts=_list(env.get("IMPORT_ALLOWED_PRIVATE_HOSTS")),
@@ -171,14 +198,20 @@ class Settings:
             retry_base_seconds=_int(env, "IMPORT_RETRY_BASE_SECONDS", 30),
             function_timeout_seconds=_int(env, "IMPORT_FUNCTION_TIMEOUT_SECONDS", 600),
             deadline_margin_seconds=_deadline_margin(env),
-            arm_endpoint=(env.get("IMPORT_ARM_ENDPOINT") or "").strip() or "https://management.azure.com",
-            managed_identity_client_id=(env.get("IMPORT_MANAGED_IDENTITY_CLIENT_ID") or "").strip() or None,
+            arm_endpoint=_text(env, "IMPORT_ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT,
+            managed_identity_client_id=_text(env, "IMPORT_MANAGED_IDENTITY_CLIENT_ID"),
+            dedupe_window_seconds=_int(env, "IMPORT_DEDUPE_WINDOW_SECONDS", 600, minimum=0),
+            mirror_rules_file=_text(env, "IMPORT_MIRROR_RULES_FILE"),
+            webhook_secrets={sender: secret for sender, name in SECRET_SETTINGS.items()
+                             if (secret := _text(env, name)) is not None},
+            webhook_secret_header=_text(env, "IMPORT_WEBHOOK_SECRET_HEADER") or DEFAULT_SECRET_HEADER,
+            applicationinsights_connection_string=_text(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
             registry_names=parse_registry_names(env.get("IMPORT_REGISTRY_NAMES")),
             arm_retry_after_seconds=_int(env, "IMPORT_ARM_RETRY_AFTER_SECONDS", 10),
             arm_allow_anonymous=_bool(env, "IMPORT_ARM_ALLOW_ANONYMOUS"),
-            easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
-            in_azure=bool((env.get("WEBSITE_SITE_NAME") or "").strip()),
-            local_host=(env.get("FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").strip().lower() == "true",
+            easy_auth_enabled=(_text(env, "WEBSITE_AUTH_ENABLED") or "").lower() == "true",
+            in_azure=_text(env, "WEBSITE_SITE_NAME") is not None,
+            local_host=(_text(env, "FUNCTIONS_CORETOOLS_ENVIRONMENT") or "").lower() == "true",
             sync_min_remaining=_int(env, "IMPORT_SYNC_MIN_REMAINING", 10, minimum=0),
             verify_keys=_verify_keys(env),
         )
