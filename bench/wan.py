@@ -29,7 +29,7 @@ from .tools import served_digest
 
 __all__ = ["GOALS", "proxied_run", "scenario7", "scenario9", "traffic"]
 
-# Ours/skopeo at the bench's RTT with connection set-up free (the goals).
+# Ours/skopeo at the bench's RTT with connection set-up free: the goals scenario 7 is held to.
 GOALS = {"small": 0.35, "large": 0.7, "noop": 0.2}
 STARTUP_GOAL = 1.5  # no-op re-import on loopback, ours/skopeo wall time
 
