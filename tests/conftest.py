@@ -269,3 +269,20 @@ def app_host_factory(azurite, target_registry, tmp_path):
 def app_host(app_host_factory):
     """function_app.app on a started DevHost with the default test settings (see app_host_factory)."""
     return app_host_factory()
+
+
+@pytest.fixture
+def pushers(source_registry, target_registry):
+    """Pushers to the source and the target registry, for tests that build what they import."""
+    from tests.support.images import Pusher
+
+    with Pusher(source_registry) as src, Pusher(target_registry) as tgt:
+        yield src, tgt
+
+
+@pytest.fixture
+def key():
+    """A fresh cosign-style key pair (tests/support/cosign.py)."""
+    from tests.support.cosign import Key
+
+    return Key.generate()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from importcore.cli import main
 from tests.support.cosign import (BUNDLE_V03, SIMPLE_SIGNING, SPDX, Key, add_to_tag_index, attach_tag, push_referrer,
@@ -43,17 +42,6 @@ def raw(pusher: Pusher, repo: str, ref: str) -> bytes | None:
 def index_digests(pusher: Pusher, repo: str, subject: str) -> list[str]:
     body = raw(pusher, repo, tag_of(subject))
     return [] if body is None else [m["digest"] for m in json.loads(body)["manifests"]]
-
-
-@pytest.fixture
-def pushers(source_registry, target_registry):
-    with Pusher(source_registry) as src, Pusher(target_registry) as tgt:
-        yield src, tgt
-
-
-@pytest.fixture
-def key() -> Key:
-    return Key.generate()
 
 
 def test_signatures_and_sbom_travel_with_the_image(capsys, local_env, source_registry, target_registry, pushers,

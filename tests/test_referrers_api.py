@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from importcore.cli import main
-from tests.support.cosign import SPDX, Key, push_sbom, sign_bundle, tag_of
+from tests.support.cosign import SPDX, push_sbom, sign_bundle, tag_of
 from tests.support.images import Pusher, push_image
 from tests.support.referrers_standin import ReferrersStandIn
 
@@ -23,11 +22,6 @@ def ok(capsys, *args: str) -> dict:
     out, err = capsys.readouterr()
     assert rc == 0, err
     return json.loads(out)
-
-
-@pytest.fixture
-def key() -> Key:
-    return Key.generate()
 
 
 def test_a_source_with_the_referrers_api(capsys, local_env, source_registry, target_registry, unique_repo, key,

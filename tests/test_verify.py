@@ -14,7 +14,7 @@ import pytest
 from importcore.cli import main
 from tests.support.cosign import (Key, dsse_bundle, message_bundle, push_sbom, sign_bundle, sign_tag,
                                   tag_of)
-from tests.support.images import Pusher, push_image, push_index
+from tests.support.images import push_image, push_index
 
 
 def run(capsys, *args: str, output: str = "json") -> tuple[int, str, str]:
@@ -25,17 +25,6 @@ def run(capsys, *args: str, output: str = "json") -> tuple[int, str, str]:
         rc = exc.code
     out, err = capsys.readouterr()
     return rc, out, err
-
-
-@pytest.fixture
-def pushers(source_registry, target_registry):
-    with Pusher(source_registry) as src, Pusher(target_registry) as tgt:
-        yield src, tgt
-
-
-@pytest.fixture
-def key() -> Key:
-    return Key.generate()
 
 
 def key_file(tmp_path, key: Key, name: str = "cosign.pub") -> str:
